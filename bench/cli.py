@@ -1,0 +1,295 @@
+"""The ``xrobust`` command line: run | train | eval | ls | validate | data (+ plug-in verbs).
+
+Bad input gives one line on stderr and exit code 2, never a traceback and
+never a partial result file. Verbs from other packages (the leaderboard, perf)
+register through the ``xrobust.commands`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+from bench.errors import UserError
+
+EXAMPLES = """examples:
+  xrobust run quick                                   # every quick track, default recipes
+  xrobust run image-mnist5k-linf-0.3 --recipes erm,pgd-at
+  xrobust train --track image-mnist5k-linf-0.3 --recipe pgd-at --epochs 10
+  xrobust eval --track image-mnist5k-linf-0.3 --checkpoint runs/image-mnist5k-linf-0.3/pgd-at-s0/model.safetensors
+  xrobust ls tracks
+  xrobust validate results/**/*.json
+"""
+
+#: verb -> (help, add-arguments function, handler)
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
+
+
+def command(name: str, help: str):
+    """Register a verb: decorate ``handler(args) -> exit code``; ``handler.add_arguments(parser)`` optional."""
+
+    def deco(fn):
+        COMMANDS[name] = (help, getattr(fn, "add_arguments", lambda p: None), fn)
+        return fn
+
+    return deco
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2
+        self.exit(2, f"xrobust: error: {message}\n")
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _track(name: str):
+    from bench.tracks import get_track
+
+    return get_track(name)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="run seed (default 0; never the clock)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when present)")
+    p.add_argument("--results", default="results", help="results root (default: results/)")
+    p.add_argument("--runs", default="runs", help="checkpoint root (default: runs/)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+# --------------------------------------------------------------------- verbs
+def _args_run(p):
+    p.add_argument("track", help="a track id, or 'quick' for every quick track")
+    p.add_argument("--recipes", default=None, help="comma-separated recipes (default: the track's)")
+    p.add_argument("--epochs", type=float, default=None, help="override the track's training epochs")
+    p.add_argument("--n", type=int, default=None, help="evaluate on the first N of the fixed subset")
+    p.add_argument("--suite", default=None, help="a registered attack suite instead of the track's")
+    p.add_argument("--no-sweep", action="store_true", help="skip the eps sweep")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast in training")
+    _common(p)
+
+
+def cmd_run(args) -> int:
+    from bench.pipeline import eval_track, train_track
+    from bench.registry import RECIPES, TRACKS
+
+    if args.track == "quick":
+        tracks = [t for _, t in TRACKS.items() if t.quick]
+    else:
+        tracks = [_track(args.track)]
+    recipes_arg = [r.strip() for r in args.recipes.split(",")] if args.recipes else None
+    if recipes_arg is not None:
+        if not all(recipes_arg):
+            raise UserError(f"malformed --recipes {args.recipes!r}")
+        for r in recipes_arg:
+            RECIPES.get(r)  # fail before any training
+    if args.suite:
+        from bench.registry import SUITES
+
+        SUITES.get(args.suite)
+    written = []
+    for track in tracks:
+        for recipe in recipes_arg or list(track.recipes):
+            _log(f"[{track.id}] training {recipe} (seed {args.seed})")
+            ckpt = train_track(track, recipe, epochs=args.epochs, seed=args.seed, runs=args.runs,
+                               device=args.device, bf16=args.bf16, progress=not args.quiet, log=_log)
+            _log(f"[{track.id}] evaluating {recipe}")
+            path = eval_track(track, ckpt, suite=args.suite, seed=args.seed, results=args.results, n=args.n,
+                              device=args.device, eps_sweep=not args.no_sweep, progress=not args.quiet)
+            doc = json.loads(Path(path).read_text())
+            m = doc["metrics"]
+            _log(f"[{track.id}] {recipe}: clean {m['clean_accuracy']:.3f} robust {m['robust_accuracy']:.3f} "
+                 f"-> {path}")
+            written.append(path)
+    print("\n".join(str(p) for p in written))
+    if "leaderboard" in COMMANDS and args.track == "quick":
+        COMMANDS["leaderboard"][2](argparse.Namespace(results=args.results, out=None, quiet=args.quiet))
+    return 0
+
+
+cmd_run.add_arguments = _args_run
+
+
+def _args_train(p):
+    p.add_argument("--track", required=True)
+    p.add_argument("--recipe", required=True, help="a registered recipe or 'module:Factory'")
+    p.add_argument("--epochs", type=float, default=None)
+    p.add_argument("--out", default=None, help="checkpoint path (.safetensors)")
+    p.add_argument("--bf16", action="store_true")
+    _common(p)
+
+
+def cmd_train(args) -> int:
+    from bench.pipeline import train_track
+
+    track = _track(args.track)
+    path = train_track(track, args.recipe, epochs=args.epochs, seed=args.seed, out=args.out, runs=args.runs,
+                       device=args.device, bf16=args.bf16, progress=not args.quiet, log=_log)
+    print(path)
+    return 0
+
+
+cmd_train.add_arguments = _args_train
+
+
+def _args_eval(p):
+    p.add_argument("--track", required=True)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--suite", default=None, help="a registered suite name (default: the track's)")
+    p.add_argument("--n", type=int, default=None)
+    p.add_argument("--no-sweep", action="store_true")
+    p.add_argument("--out", default=None, help="result path (default: the canonical path under --results)")
+    _common(p)
+
+
+def cmd_eval(args) -> int:
+    from bench.pipeline import eval_track
+
+    track = _track(args.track)
+    if args.suite:
+        from bench.registry import SUITES
+
+        SUITES.get(args.suite)
+    if not Path(args.checkpoint).exists():
+        raise UserError(f"checkpoint not found: {args.checkpoint}")
+    path = eval_track(track, args.checkpoint, suite=args.suite, seed=args.seed, results=args.results, n=args.n,
+                      device=args.device, eps_sweep=not args.no_sweep, progress=not args.quiet, out=args.out)
+    doc = json.loads(Path(path).read_text())
+    _log(f"clean {doc['metrics']['clean_accuracy']:.3f} robust {doc['metrics']['robust_accuracy']:.3f}")
+    print(path)
+    return 0
+
+
+cmd_eval.add_arguments = _args_eval
+
+LISTABLE = ("tracks", "recipes", "attacks", "suites", "models", "datasets", "domains", "losses")
+
+
+def _args_ls(p):
+    p.add_argument("what", nargs="?", default="tracks", choices=LISTABLE)
+
+
+def cmd_ls(args) -> int:
+    from bench import registry
+
+    reg = getattr(registry, args.what.upper())
+    registry.load_domains()
+    for name in reg.names():
+        if args.what == "tracks":
+            t = reg.get(name)
+            print(f"{name:32s} {t.domain:7s} {t.dataset:16s} {t.model:16s} {t.threat.id:12s}"
+                  f"{' quick' if t.quick else ''}")
+        else:
+            print(name)
+    return 0
+
+
+cmd_ls.add_arguments = _args_ls
+
+
+def _args_validate(p):
+    p.add_argument("paths", nargs="+", help="result files or folders")
+
+
+def cmd_validate(args) -> int:
+    from bench.results import problems
+
+    files: list[Path] = []
+    for p in map(Path, args.paths):
+        files.extend(sorted(p.rglob("*.json")) if p.is_dir() else [p])
+    bad = 0
+    for f in files:
+        try:
+            doc = json.loads(f.read_text())
+        except FileNotFoundError:
+            print(f"{f}: file not found", file=sys.stderr)
+            bad += 1
+            continue
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            print(f"{f}: not valid JSON ({exc})", file=sys.stderr)
+            bad += 1
+            continue
+        errs = problems(doc)
+        for e in errs:
+            print(f"{f}: {e}", file=sys.stderr)
+        bad += bool(errs)
+    if bad:
+        return 2
+    print(f"{len(files)} result file(s) valid")
+    return 0
+
+
+cmd_validate.add_arguments = _args_validate
+
+
+def _args_data(p):
+    p.add_argument("action", choices=("fetch",))
+    p.add_argument("dataset")
+    p.add_argument("--root", default=None)
+
+
+def cmd_data(args) -> int:
+    from bench.registry import DATASETS
+
+    loader = DATASETS.get(args.dataset)
+    fetch = getattr(loader, "fetch", None)
+    if fetch is None:
+        raise UserError(f"dataset {args.dataset!r} has nothing to fetch (it is generated or ships with a package)")
+    print(fetch(args.root))
+    return 0
+
+
+cmd_data.add_arguments = _args_data
+
+for _name, _help, _fn in (("run", "train + evaluate recipes on a track (or 'quick')", cmd_run),
+                          ("train", "train one recipe on a track", cmd_train),
+                          ("eval", "evaluate a checkpoint on a track, write the result file", cmd_eval),
+                          ("ls", "list tracks, recipes, attacks, models, datasets, ...", cmd_ls),
+                          ("validate", "check result files against the schema and consistency rules", cmd_validate),
+                          ("data", "fetch a dataset into the cache", cmd_data)):
+    command(_name, _help)(_fn)
+
+
+def _load_plugin_commands() -> None:
+    for ep in metadata.entry_points(group="xrobust.commands"):
+        try:
+            ep.load()
+        except ImportError as exc:  # a broken plug-in must not take the CLI down
+            _log(f"xrobust: warning: command plug-in {ep.name} failed to load: {exc}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    _load_plugin_commands()
+    parser = _Parser(prog="xrobust", description="Cross-domain adversarial robustness benchmark.",
+                     epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from bench.provenance import package_version
+
+    parser.add_argument("--version", action="version", version=f"xrobust {package_version()}")
+    sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    for name, (hlp, add_args, _) in COMMANDS.items():
+        sp = sub.add_parser(name, help=hlp, description=hlp, epilog=EXAMPLES,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_args(sp)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.verb][2](args)
+    except UserError as exc:
+        print(f"xrobust: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("xrobust: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

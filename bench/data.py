@@ -1,0 +1,93 @@
+"""In-memory datasets as the core sees them.
+
+``inputs`` and ``y`` are tensors, dicts of tensors, or objects with
+``take(idx)`` (leading dim = examples). Domains return :class:`ArrayData`
+from their dataset loaders; the core slices, batches and shuffles it
+without knowing what it holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import torch
+
+
+def take(obj: Any, idx: torch.Tensor | slice) -> Any:
+    """Index the leading (example) dim of a tensor, dict of tensors, list or ``take``-able."""
+    if isinstance(obj, torch.Tensor):
+        return obj[idx]
+    if isinstance(obj, dict):
+        return {k: take(v, idx) for k, v in obj.items()}
+    if hasattr(obj, "take"):
+        return obj.take(idx)
+    if isinstance(obj, (list, tuple)):
+        if isinstance(idx, slice):
+            return type(obj)(obj[idx])
+        return type(obj)(obj[i] for i in idx.tolist())
+    raise TypeError(f"cannot index {type(obj).__name__}")
+
+
+def to_device(obj: Any, device: torch.device | str) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if hasattr(obj, "to") and not isinstance(obj, (list, tuple)):
+        return obj.to(device)
+    return obj
+
+
+def length(obj: Any) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.shape[0]
+    if isinstance(obj, dict):
+        return length(next(iter(obj.values())))
+    return len(obj)
+
+
+@dataclass
+class ArrayData:
+    """A dataset held in memory: ``inputs`` (raw), labels ``y`` and metadata.
+
+    ``meta`` carries what a model factory needs (``num_classes``,
+    ``in_channels``, ...) and provenance (``source``, ``sha256``).
+    """
+
+    inputs: Any
+    y: Any
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if length(self.inputs) != length(self.y):
+            raise ValueError(f"inputs ({length(self.inputs)}) and labels ({length(self.y)}) differ in length")
+
+    def __len__(self) -> int:
+        return length(self.y)
+
+    def subset(self, idx: torch.Tensor) -> "ArrayData":
+        return ArrayData(take(self.inputs, idx), take(self.y, idx), dict(self.meta))
+
+    def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
+                indices: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, Any, Any]]:
+        """Yield ``(index, inputs, y)`` batches; ``index`` holds the examples' positions."""
+        n = len(self)
+        order = indices if indices is not None else (
+            torch.randperm(n, generator=generator) if shuffle else torch.arange(n))
+        for s in range(0, len(order), batch_size):
+            idx = order[s : s + batch_size]
+            yield idx, take(self.inputs, idx), take(self.y, idx)
+
+
+def stratified_split(labels: torch.Tensor, test_per_class: int | float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deterministic stratified split: (train_idx, test_idx), each sorted."""
+    gen = torch.Generator().manual_seed(seed)
+    train, test = [], []
+    for c in torch.unique(labels).tolist():
+        idx = (labels == c).nonzero().squeeze(1)
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        k = int(round(test_per_class * len(idx))) if isinstance(test_per_class, float) else test_per_class
+        test.append(idx[:k])
+        train.append(idx[k:])
+    return torch.cat(train).sort().values, torch.cat(test).sort().values

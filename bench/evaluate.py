@@ -1,0 +1,150 @@
+"""Worst-case-per-example evaluation over an attack suite (as AutoAttack reports it).
+
+An example counts as robust only if *every* attack of the suite fails on it;
+the robust number comes from per-example outcomes, never from the minimum of
+per-attack averages. With ``cascade=True`` each attack only sees the examples
+still robust after the previous ones (AutoAttack's schedule; cheaper, and
+``per_attack`` then holds the accuracy *after* each attack, cumulatively).
+Otherwise every attack runs on every clean-correct example and ``per_attack``
+is the accuracy under that attack alone.
+
+Errors are per example: 0/1 for classification, word edits for ASR (the task
+model's ``errors``/``error_units``), so the same loop serves every domain.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench.attacks.base import model_errors
+from bench.data import ArrayData, length, take, to_device
+from bench.suites import AttackSpec, resolve_suite
+from bench.task import TaskModel, as_task_model
+from bench.threat import ThreatModel
+
+
+def _units(model: TaskModel, y: Any) -> torch.Tensor:
+    fn = getattr(model, "error_units", None)
+    return fn(y).float() if callable(fn) else torch.ones(length(y))
+
+
+@dataclass
+class EvalReport:
+    """Per-example outcomes of one evaluation. Errors are float tensors of shape ``(n,)``."""
+
+    threat: ThreatModel
+    suite: tuple[AttackSpec, ...]
+    clean_errors: torch.Tensor
+    attack_errors: dict[str, torch.Tensor]
+    robust_errors: torch.Tensor
+    units: torch.Tensor
+    cascade: bool
+    seconds: float
+    attack_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.clean_errors.numel())
+
+    @property
+    def clean_correct(self) -> torch.Tensor:
+        return self.clean_errors == 0
+
+    @property
+    def robust_correct(self) -> torch.Tensor:
+        return self.robust_errors == 0
+
+    def metrics(self) -> dict[str, Any]:
+        acc = lambda e: float((e == 0).float().mean()) if e.numel() else 0.0  # noqa: E731
+        rate = lambda e: float(e.sum() / self.units.sum().clamp_min(1))  # noqa: E731
+        m: dict[str, Any] = {
+            "clean_accuracy": acc(self.clean_errors),
+            "robust_accuracy": acc(self.robust_errors),
+            "per_attack": {k: acc(v) for k, v in self.attack_errors.items()},
+            "per_attack_mode": "cumulative" if self.cascade else "alone",
+        }
+        if not bool(((self.clean_errors == 0) | (self.clean_errors == 1)).all() and (self.units == 1).all()):
+            m["clean_error_rate"] = rate(self.clean_errors)
+            m["robust_error_rate"] = rate(self.robust_errors)
+            m["per_attack_error_rate"] = {k: rate(v) for k, v in self.attack_errors.items()}
+        return m
+
+
+def _binary(model: TaskModel) -> bool:
+    return bool(getattr(model, "binary_errors", True))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: Any, y: Any, threat: ThreatModel, suite: str | list = "pgd", *,
+             batch_size: int = 256, cascade: bool = False, seed: int = 0,
+             device: str | torch.device | None = None, index: torch.Tensor | None = None,
+             progress: bool = False) -> EvalReport:
+    """Attack ``model`` on ``(x, y)`` with every attack of ``suite`` and keep the worst case.
+
+    Args:
+        model: a :class:`~bench.task.TaskModel`, or any ``nn.Module`` classifier
+            taking raw inputs (wrapped so that ``z`` is the input itself).
+        x, y: raw inputs and labels (tensors, dicts of tensors or ``take``-ables).
+        threat: the threat model.
+        suite: a registered suite name, or a list of :class:`AttackSpec` / attack names.
+        cascade: attack only examples still robust (AutoAttack's order).
+        seed: seeds the attacks' random starts (per example, see :mod:`bench.rng`).
+        index: global example ids (default ``0..n-1``), used to seed per example.
+    """
+    tm = as_task_model(model)
+    specs = resolve_suite(suite)
+    if device is None:
+        device = next((p.device for p in tm.parameters()), torch.device("cpu"))
+    tm.eval()
+    data = ArrayData(x, y)
+    n = len(data)
+    gidx = index if index is not None else torch.arange(n)
+    clean = torch.zeros(n)
+    per = {s.name: torch.zeros(n) for s in specs}
+    worst = torch.zeros(n)
+    units = torch.zeros(n)
+    attacks = [(s.name, s.build(seed)) for s in specs]
+    secs = {s.name: 0.0 for s in specs}
+    t0 = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n * len(attacks), desc=f"eval {threat.id}", unit="ex", leave=False)
+    for pos, xb, yb in data.batches(batch_size):
+        xb, yb = to_device(xb, device), to_device(yb, device)
+        z, ctx = tm.encode(xb)
+        z = z.detach()
+        ctx = replace(ctx, index=gidx[pos]).to(device)
+        out = tm(z, ctx)
+        e_clean = model_errors(tm, out, yb).float().cpu()
+        clean[pos] = e_clean
+        units[pos] = _units(tm, yb).cpu()
+        e_worst = e_clean.clone()
+        for name, attack in attacks:
+            if cascade:
+                active = e_worst == 0
+            else:
+                active = e_clean == 0 if _binary(tm) else torch.ones_like(e_clean, dtype=torch.bool)
+            e_att = e_clean.clone()
+            sel = active.nonzero().squeeze(1)
+            if len(sel):
+                t = time.perf_counter()
+                sel_d = sel.to(device)
+                z_adv = attack.run(tm, z[sel_d], ctx.select(sel_d), take(yb, sel_d), threat)
+                out_adv = tm(z_adv, ctx.select(sel_d))
+                e_att[sel] = torch.maximum(e_clean[sel], model_errors(tm, out_adv, take(yb, sel_d)).float().cpu())
+                secs[name] += time.perf_counter() - t
+            per[name][pos] = torch.maximum(e_att, e_worst) if cascade else e_att
+            e_worst = torch.maximum(e_worst, e_att)
+            if bar is not None:
+                bar.update(len(pos))
+        worst[pos] = e_worst
+    if bar is not None:
+        bar.close()
+    return EvalReport(threat, specs, clean, per, worst, units, cascade, time.perf_counter() - t0, secs)

@@ -1,0 +1,166 @@
+"""Train a recipe on a track, evaluate a checkpoint on a track, write the result file.
+
+This is what ``xrobust train | eval | run`` call; everything is looked up in
+the registries, so a new domain, recipe or track needs no change here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from bench.checkpoint import load_checkpoint, read_checkpoint_config, save_checkpoint, sha256_file
+from bench.data import ArrayData
+from bench.errors import UserError
+from bench.evaluate import EvalReport, evaluate
+from bench.provenance import config_hash, provenance
+from bench.registry import MODELS, RECIPES
+from bench.results import SCHEMA_VERSION, bits, write_result
+from bench.rng import seed_everything
+from bench.task import TaskModel
+from bench.threat import ThreatModel
+from bench.tracks import Track
+from bench.training.loop import TrainConfig, pick_device, train
+
+DEFAULT_RUNS = Path("runs")
+
+
+def build_model(track: Track, data: ArrayData) -> TaskModel:
+    """A fresh model of the track's family, sized from the dataset's metadata."""
+    hints = {k: v for k, v in data.meta.items() if k not in ("name", "source")}
+    return MODELS.get(track.model)(**{**hints, **dict(track.model_kwargs)})
+
+
+def prepare(model: TaskModel, data: ArrayData) -> ArrayData:
+    """The model's own preprocessing of raw data (e.g. tokenization); identity by default."""
+    fn = getattr(model, "prepare", None)
+    return fn(data) if callable(fn) else data
+
+
+def checkpoint_path(track: Track, recipe: str, seed: int, runs: str | Path | None = None) -> Path:
+    return Path(runs or DEFAULT_RUNS) / track.id / f"{recipe.replace(':', '_')}-s{seed}" / "model.safetensors"
+
+
+def make_recipe(track: Track, name: str, overrides: dict[str, Any] | None = None):
+    params = {**dict(track.train.recipe_params.get(name, {})), **(overrides or {})}
+    try:
+        return RECIPES.get(name)(**params), params
+    except TypeError as exc:
+        raise UserError(f"bad parameters for recipe {name!r}: {exc}") from None
+
+
+def train_track(track: Track, recipe: str, *, epochs: float | None = None, seed: int = 0,
+                out: str | Path | None = None, runs: str | Path | None = None, device: str | None = None,
+                bf16: bool = False, recipe_params: dict[str, Any] | None = None, progress: bool = True,
+                log: Callable[[str], None] = print) -> Path:
+    """Train ``recipe`` under the track's budget; returns the checkpoint's path."""
+    rec, params = make_recipe(track, recipe, recipe_params)
+    data = track.dataset_split("train")
+    seed_everything(seed)
+    model = build_model(track, data)
+    data = prepare(model, data)
+    spec = track.train
+    cfg = TrainConfig(epochs=epochs if epochs is not None else spec.epochs, batch_size=spec.batch_size,
+                      lr=spec.lr, optimizer=spec.optimizer, schedule=spec.schedule,
+                      weight_decay=spec.weight_decay, eps_ramp_epochs=spec.eps_ramp_epochs,
+                      grad_clip=spec.grad_clip, seed=seed, bf16=bf16, device=device)
+    t0 = time.perf_counter()
+    history = train(model, data, rec, track.threat, cfg, progress=progress,
+                    on_epoch=lambda s: log(f"  [{track.id} {rec.name}] epoch {s['epoch']}: loss {s['loss']:.4f} "
+                                           f"train-acc {s['train_accuracy']:.3f} ({s['seconds']:.1f}s)"))
+    seconds = time.perf_counter() - t0
+    path = Path(out) if out else checkpoint_path(track, rec.name, seed, runs)
+    config = {
+        "model": track.model, "track": track.id, "domain": track.domain, "dataset": track.dataset,
+        "recipe": rec.name, "recipe_params": params, "seed": seed, "train_config": cfg.to_dict(),
+        "threat": track.threat.to_dict(), "history": history, "train_seconds": seconds,
+        "device": str(pick_device(device)), "n_train": len(data),
+    }
+    return save_checkpoint(path, model, config)
+
+
+def _sweep(model, x, y, idx, track: Track, suite, seed: int, device) -> list[dict[str, Any]]:
+    out = []
+    for eps in track.eps_sweep:
+        t = track.threat.with_eps(float(eps))
+        rep = evaluate(model, x, y, t, suite, batch_size=track.eval_batch_size, cascade=True,
+                       seed=seed, device=device, index=idx)
+        out.append({"threat": t.id, "eps": float(eps), "robust_accuracy": rep.metrics()["robust_accuracy"]})
+    return out
+
+
+def result_document(track: Track, report: EvalReport, *, model: str, defense: str, seed: int,
+                    ckpt_config: dict[str, Any], checkpoint_sha256: str | None, eval_seconds: float,
+                    device: Any, eps_sweep: list | None = None, flags: dict | None = None,
+                    extra_metrics: dict | None = None) -> dict[str, Any]:
+    """Assemble a schema-valid result document from an evaluation."""
+    metrics = report.metrics()
+    if eps_sweep:
+        metrics["eps_sweep"] = eps_sweep
+    if extra_metrics:
+        metrics.update(extra_metrics)
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "track": track.id,
+        "domain": track.domain,
+        "dataset": track.dataset,
+        "threat": report.threat.to_dict(),
+        "model": model,
+        "defense": defense,
+        "defense_params": ckpt_config.get("recipe_params", {}),
+        "n": report.n,
+        "seed": seed,
+        "suite": [s.to_dict() for s in report.suite],
+        "metrics": metrics,
+        "per_example": {
+            "clean": bits(report.clean_correct),
+            "robust": bits(report.robust_correct),
+            "attacks": {k: bits(v == 0) for k, v in report.attack_errors.items()},
+        },
+        "flags": flags or {},
+        "cost": {
+            "train_seconds": float(ckpt_config.get("train_seconds", 0.0)),
+            "eval_seconds": float(eval_seconds),
+            "train_epochs": ckpt_config.get("train_config", {}).get("epochs"),
+            "train_device": ckpt_config.get("device"),
+        },
+        "provenance": provenance(device=device, seed=seed,
+                                 config={"track": track.to_dict(), "checkpoint": {k: v for k, v in ckpt_config.items()
+                                                                                   if k not in ("history", "train_seconds")}},
+                                 checkpoint_sha256=checkpoint_sha256),
+    }
+    return doc
+
+
+def eval_track(track: Track, checkpoint: str | Path, *, suite: Any = None, seed: int = 0,
+               results: str | Path = "results", n: int | None = None, device: str | None = None,
+               eps_sweep: bool = True, progress: bool = True, out: str | Path | None = None) -> Path:
+    """Evaluate a checkpoint on the track's fixed subset and write the result file atomically."""
+    ckpt_config = read_checkpoint_config(checkpoint)
+    if ckpt_config.get("model") != track.model:
+        raise UserError(f"checkpoint model {ckpt_config.get('model')!r} is not the track's model {track.model!r}")
+    dev = pick_device(device)
+    model = load_checkpoint(checkpoint, device=dev)
+    if n is not None:
+        if n < 1:
+            raise UserError(f"--n must be >= 1, got {n}")
+        track = replace(track, n_eval=n)
+    data, idx = track.eval_data()
+    data = prepare(model, data)
+    suite = suite if suite is not None else track.suite
+    t0 = time.perf_counter()
+    report = evaluate(model, data.inputs, data.y, track.threat, suite, batch_size=track.eval_batch_size,
+                      cascade=track.cascade, seed=seed, device=dev, index=idx, progress=progress)
+    sweep = _sweep(model, data.inputs, data.y, idx, track, track.sweep_suite or suite, seed, dev) \
+        if eps_sweep and track.eps_sweep else None
+    seconds = time.perf_counter() - t0
+    weights = Path(checkpoint)
+    weights = weights / "model.safetensors" if weights.is_dir() else weights.with_suffix(".safetensors")
+    doc = result_document(track, report, model=track.model, defense=ckpt_config["recipe"], seed=seed,
+                          ckpt_config=ckpt_config, checkpoint_sha256=sha256_file(weights),
+                          eval_seconds=seconds, device=dev, eps_sweep=sweep)
+    return write_result(doc, root=results, path=out)

@@ -1,0 +1,59 @@
+"""Where a number came from: versions, commit, device, hashes, time."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def package_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("xrobust")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def git_commit(cwd: str | Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def device_description(device: torch.device | str | None = None) -> str:
+    """Hostname-free hardware description, e.g. ``cpu: x86_64 2 threads`` or the GPU name."""
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    if dev.type == "cuda" and torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(dev)}"
+    return f"cpu: {platform.machine()} {torch.get_num_threads()} threads"
+
+
+def config_hash(config: Any) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def provenance(*, device: Any = None, seed: int | None = None, config: Any = None,
+               checkpoint_sha256: str | None = None) -> dict[str, Any]:
+    return {
+        "xrobust_version": package_version(),
+        "git_commit": git_commit(),
+        "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda if torch.cuda.is_available() else None,
+        "python_version": platform.python_version(),
+        "device": device_description(device),
+        "seed": seed,
+        "config_hash": config_hash(config) if config is not None else None,
+        "checkpoint_sha256": checkpoint_sha256,
+        "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }

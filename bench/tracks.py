@@ -1,0 +1,117 @@
+"""Benchmark tracks, declared as data.
+
+A track fixes everything a comparison needs: domain, dataset and its fixed
+evaluation subset, model family, threat model, attack suite, metric and the
+training budget every defense gets. Domains register their tracks in
+``bench.registry.TRACKS``; code never branches on a track id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+import torch
+
+from bench.data import ArrayData
+from bench.registry import DATASETS, TRACKS
+from bench.suites import AttackSpec, resolve_suite
+from bench.threat import ThreatModel
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """The training budget of a track (same for every defense), plus per-recipe parameters."""
+
+    epochs: float = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    schedule: str = "cosine"
+    weight_decay: float = 0.0
+    eps_ramp_epochs: float = 0.0
+    grad_clip: float | None = None
+    recipe_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Track:
+    """A standardized benchmark track.
+
+    Attributes:
+        id: stable id, e.g. ``image-mnist5k-linf-0.3``.
+        domain, dataset, model: registered names.
+        threat: the threat model of the headline number.
+        suite: attack specs (or a registered suite name).
+        n_eval: size of the fixed evaluation subset of the test split.
+        metric: ``accuracy`` or ``wer``.
+        eps_sweep: extra eps values evaluated with ``sweep_suite``.
+        quick: part of ``xrobust run quick``.
+        recipes: the recipes ``xrobust run`` trains by default.
+        cascade: attack only still-robust examples (AutoAttack's order).
+    """
+
+    id: str
+    domain: str
+    dataset: str
+    model: str
+    threat: ThreatModel
+    suite: tuple[AttackSpec, ...] | str = "pgd"
+    n_eval: int = 1000
+    metric: str = "accuracy"
+    train: TrainSpec = TrainSpec()
+    eps_sweep: tuple[float, ...] = ()
+    sweep_suite: tuple[AttackSpec, ...] | str | None = None
+    quick: bool = False
+    recipes: tuple[str, ...] = ("erm", "pgd-at")
+    cascade: bool = False
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    dataset_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    eval_batch_size: int = 250
+    description: str = ""
+
+    @property
+    def attack_specs(self) -> tuple[AttackSpec, ...]:
+        return resolve_suite(self.suite)
+
+    def dataset_split(self, split: str, root: str | None = None) -> ArrayData:
+        loader = DATASETS.get(self.dataset)
+        return loader(split=split, root=root, **dict(self.dataset_kwargs))
+
+    def eval_indices(self, n_test: int) -> torch.Tensor:
+        """The fixed evaluation subset: a seed-0 permutation of the test split, first ``n_eval``."""
+        if self.n_eval >= n_test:
+            return torch.arange(n_test)
+        perm = torch.randperm(n_test, generator=torch.Generator().manual_seed(0))
+        return perm[: self.n_eval].sort().values
+
+    def eval_data(self, root: str | None = None) -> tuple[ArrayData, torch.Tensor]:
+        test = self.dataset_split("test", root)
+        idx = self.eval_indices(len(test))
+        return test.subset(idx), idx
+
+    def test_data(self, root: str | None = None) -> tuple[Any, Any]:
+        """The fixed evaluation subset as ``(x, y)`` (raw inputs, labels)."""
+        data, _ = self.eval_data(root)
+        return data.inputs, data.y
+
+    def with_threat(self, threat: ThreatModel) -> "Track":
+        return replace(self, threat=threat)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "domain": self.domain, "dataset": self.dataset, "model": self.model,
+            "threat": self.threat.to_dict(), "suite": [s.to_dict() for s in self.attack_specs],
+            "n_eval": self.n_eval, "metric": self.metric, "eps_sweep": list(self.eps_sweep),
+            "quick": self.quick, "cascade": self.cascade,
+        }
+
+
+def get_track(track_id: str) -> Track:
+    """The registered track with this id (did-you-mean error otherwise)."""
+    return TRACKS.get(track_id)
+
+
+def register_track(track: Track) -> Track:
+    TRACKS.register(track.id, track)
+    return track

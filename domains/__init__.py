@@ -1,0 +1,1 @@
+"""Domain adapters (image, speech, text); each registers itself into bench's registries."""

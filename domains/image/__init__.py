@@ -1,0 +1,3 @@
+"""The image domain: datasets, models and tracks, registered into bench's registries."""
+
+from domains.image import datasets, models, tracks  # noqa: F401  (registration)

@@ -1,0 +1,1 @@
+"""Leaderboard: a pure function from results/ to tables, plots and a static site."""
