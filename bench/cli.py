@@ -48,10 +48,13 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _track(name: str):
+def _track(name: str, eps: float | None = None):
     from bench.tracks import get_track
 
-    return get_track(name)
+    track = get_track(name)
+    if eps is not None:
+        track = track.with_threat(track.threat.with_eps(eps))
+    return track
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -60,6 +63,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default="results", help="results root (default: results/)")
     p.add_argument("--runs", default="runs", help="checkpoint root (default: runs/)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--eps", type=float, default=None, help="override the track's eps (same norm and scale)")
 
 
 # --------------------------------------------------------------------- verbs
@@ -80,8 +84,10 @@ def cmd_run(args) -> int:
 
     if args.track == "quick":
         tracks = [t for _, t in TRACKS.items() if t.quick]
+        if args.eps is not None:
+            tracks = [t.with_threat(t.threat.with_eps(args.eps)) for t in tracks]
     else:
-        tracks = [_track(args.track)]
+        tracks = [_track(args.track, args.eps)]
     recipes_arg = [r.strip() for r in args.recipes.split(",")] if args.recipes else None
     if recipes_arg is not None:
         if not all(recipes_arg):
@@ -95,7 +101,6 @@ def cmd_run(args) -> int:
     written = []
     for track in tracks:
         for recipe in recipes_arg or list(track.recipes):
-            _log(f"[{track.id}] training {recipe} (seed {args.seed})")
             ckpt = train_track(track, recipe, epochs=args.epochs, seed=args.seed, runs=args.runs,
                                device=args.device, bf16=args.bf16, progress=not args.quiet, log=_log)
             _log(f"[{track.id}] evaluating {recipe}")
@@ -127,7 +132,7 @@ def _args_train(p):
 def cmd_train(args) -> int:
     from bench.pipeline import train_track
 
-    track = _track(args.track)
+    track = _track(args.track, args.eps)
     path = train_track(track, args.recipe, epochs=args.epochs, seed=args.seed, out=args.out, runs=args.runs,
                        device=args.device, bf16=args.bf16, progress=not args.quiet, log=_log)
     print(path)
@@ -150,7 +155,7 @@ def _args_eval(p):
 def cmd_eval(args) -> int:
     from bench.pipeline import eval_track
 
-    track = _track(args.track)
+    track = _track(args.track, args.eps)
     if args.suite:
         from bench.registry import SUITES
 

@@ -63,6 +63,7 @@ def train_track(track: Track, recipe: str, *, epochs: float | None = None, seed:
     seed_everything(seed)
     model = build_model(track, data)
     data = prepare(model, data)
+    log(f"[{track.id}] training {rec.name} on {len(data)} examples (seed {seed})")
     spec = track.train
     cfg = TrainConfig(epochs=epochs if epochs is not None else spec.epochs, batch_size=spec.batch_size,
                       lr=spec.lr, optimizer=spec.optimizer, schedule=spec.schedule,

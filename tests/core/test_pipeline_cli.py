@@ -1,0 +1,93 @@
+"""End to end on the digits track through the CLI: result files, determinism, bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench.cli import main
+from bench.results import problems
+
+
+def run_cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "bench.cli", *args], cwd=cwd, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run")
+    rc = main(["run", "image-digits-linf-0.2", "--recipes", "erm", "--epochs", "4", "--quiet",
+               "--results", str(d / "results"), "--runs", str(d / "runs")])
+    assert rc == 0
+    return d
+
+
+def test_run_writes_a_valid_result(digits_run):
+    path = digits_run / "results" / "image" / "digits" / "linf-0.2" / "smallcnn__erm.json"
+    doc = json.loads(path.read_text())
+    assert problems(doc) == []
+    m = doc["metrics"]
+    assert m["clean_accuracy"] > 0.85
+    assert m["robust_accuracy"] < 0.5
+    assert set(m["per_attack"]) == {"fgsm", "pgd-20"}
+    assert [p["eps"] for p in m["eps_sweep"]] == [0.0, 0.1, 0.2, 0.3]
+    assert m["eps_sweep"][0]["robust_accuracy"] == m["clean_accuracy"]
+    assert doc["n"] == 359 and len(doc["per_example"]["robust"]) == 359  # 20% of 1,797, per class
+    prov = doc["provenance"]
+    assert len(prov["checkpoint_sha256"]) == 64 and prov["torch_version"].startswith("2.11")
+
+
+def test_same_seed_same_metrics(digits_run, tmp_path):
+    rc = main(["run", "image-digits-linf-0.2", "--recipes", "erm", "--epochs", "4", "--quiet",
+               "--results", str(tmp_path / "results"), "--runs", str(tmp_path / "runs")])
+    assert rc == 0
+    rel = "image/digits/linf-0.2/smallcnn__erm.json"
+    a = json.loads((digits_run / "results" / rel).read_text())
+    b = json.loads((tmp_path / "results" / rel).read_text())
+    assert a["metrics"] == b["metrics"]
+    assert a["per_example"] == b["per_example"]
+    assert a["provenance"]["checkpoint_sha256"] == b["provenance"]["checkpoint_sha256"]
+
+
+def test_eval_command_on_checkpoint(digits_run, tmp_path):
+    ckpt = digits_run / "runs" / "image-digits-linf-0.2" / "erm-s0" / "model.safetensors"
+    out = tmp_path / "r.json"
+    rc = main(["eval", "--track", "image-digits-linf-0.2", "--checkpoint", str(ckpt), "--no-sweep", "--n", "50",
+               "--quiet", "--out", str(out)])
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    assert doc["n"] == 50 and "eps_sweep" not in doc["metrics"]
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["run", "image-mnist-linf-0.3"], "unknown track 'image-mnist-linf-0.3'; did you mean"),
+    (["run", "image-digits-linf-0.2", "--recipes", "erm,trade"], "unknown recipe 'trade'"),
+    (["run", "image-digits-linf-0.2", "--eps", "-0.1"], "eps must be finite and >= 0"),
+    (["eval", "--track", "image-digits-linf-0.2", "--checkpoint", "nowhere.safetensors"], "checkpoint not found"),
+    (["run", "image-cifar10-linf-8_255", "--recipes", "erm"], "run: xrobust data fetch cifar10"),
+    (["ls", "bananas"], "invalid choice"),
+    (["validate", "missing.json"], "file not found"),
+])
+def test_bad_input_one_line_exit_2(args, msg, tmp_path):
+    proc = run_cli(*args, "--results", str(tmp_path / "res"), cwd=tmp_path) if args[0] in ("run", "eval") \
+        else run_cli(*args, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert msg in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "res").exists(), "no result file may be written on bad input"
+
+
+def test_malformed_checkpoint_config_exit_2(digits_run, tmp_path):
+    import shutil
+
+    src = digits_run / "runs" / "image-digits-linf-0.2" / "erm-s0"
+    dst = tmp_path / "ck"
+    shutil.copytree(src, dst)
+    (dst / "model.json").write_text("{")
+    proc = run_cli("eval", "--track", "image-digits-linf-0.2", "--checkpoint", str(dst / "model.safetensors"),
+                   "--results", str(tmp_path / "res"), cwd=tmp_path)
+    assert proc.returncode == 2 and "malformed checkpoint config" in proc.stderr
+    assert not (tmp_path / "res").exists()
