@@ -148,3 +148,15 @@ def evaluate(model: nn.Module, x: Any, y: Any, threat: ThreatModel, suite: str |
     if bar is not None:
         bar.close()
     return EvalReport(threat, specs, clean, per, worst, units, cascade, time.perf_counter() - t0, secs)
+
+
+def evaluate_union(model: nn.Module, x: Any, y: Any, threats: list[ThreatModel], suite: str | list = "pgd",
+                   **kwargs) -> tuple[torch.Tensor, dict[str, EvalReport]]:
+    """Worst case per example over several threat models (Tramèr & Boneh 2019's union).
+
+    Returns the per-example worst-case errors and each threat's report; the
+    union's robust accuracy is ``(errors == 0).float().mean()``.
+    """
+    reports = {t.id: evaluate(model, x, y, t, suite, **kwargs) for t in threats}
+    worst = torch.stack([r.robust_errors for r in reports.values()]).amax(0)
+    return worst, reports

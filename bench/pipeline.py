@@ -77,7 +77,7 @@ def train_track(track: Track, recipe: str, *, epochs: float | None = None, seed:
     path = Path(out) if out else checkpoint_path(track, rec.name, seed, runs)
     config = {
         "model": track.model, "track": track.id, "domain": track.domain, "dataset": track.dataset,
-        "recipe": rec.name, "recipe_params": params, "seed": seed, "train_config": cfg.to_dict(),
+        "recipe": rec.name, "recipe_params": {**rec.params, **params}, "seed": seed, "train_config": cfg.to_dict(),
         "threat": track.threat.to_dict(), "history": history, "train_seconds": seconds,
         "device": str(pick_device(device)), "n_train": len(data),
     }

@@ -25,6 +25,7 @@ class PGD(Attack):
         rel_step: step as a fraction of the radius (default ``2.5 / steps``,
             Madry et al.'s rule). Ignored when ``step_size`` is given.
         random_start: start from a uniform point of the ball.
+        init_std: without ``random_start``, start at z + init_std·N(0, I) (TRADES uses 0.001).
         restarts: independent runs; the worst case per example is kept.
         loss: name in ``bench.registry.LOSSES`` or a callable ``(out, y) -> (B,)``.
         targeted: minimize the loss of ``y`` (then ``y`` holds target labels).
@@ -35,12 +36,13 @@ class PGD(Attack):
 
     def __init__(self, steps: int = 10, step_size: float | None = None, rel_step: float | None = None,
                  random_start: bool = True, restarts: int = 1, loss=None, targeted: bool = False,
-                 seed: int = 0) -> None:
+                 seed: int = 0, init_std: float = 0.0) -> None:
         super().__init__(loss, seed)
         if steps < 1 or restarts < 1:
             raise UserError("pgd needs steps >= 1 and restarts >= 1")
         self.steps, self.step_size, self.rel_step = int(steps), step_size, rel_step
         self.random_start, self.restarts, self.targeted = random_start, int(restarts), targeted
+        self.init_std = float(init_std)
 
     def _alpha(self, z, ctx, threat) -> torch.Tensor:
         r = threat._expand(threat.radius(z, ctx), z)
@@ -53,13 +55,24 @@ class PGD(Attack):
         rel = self.rel_step if self.rel_step is not None else 2.5 / self.steps
         return r * rel
 
+    def _start(self, z, ctx, threat, restart: int):
+        if self.random_start:
+            return threat.random_init(z, ctx, seed=f"pgd/{self.seed}/{restart}")
+        if self.init_std > 0:
+            from bench.rng import per_example_uniform
+
+            index = ctx.index if ctx.index is not None else torch.arange(z.shape[0])
+            noise = per_example_uniform(z.shape, index, "pgd-normal", self.seed, restart, normal=True, dtype=z.dtype)
+            return threat.project(z + self.init_std * noise.to(z.device), z, ctx)
+        return z.clone()
+
     def search(self, model, z, ctx, y, threat):
         loss_fn = resolve_loss(self.loss, model)
         sign = -1.0 if self.targeted else 1.0
         alpha = self._alpha(z, ctx, threat)
         best = None
         for restart in range(self.restarts):
-            x = threat.random_init(z, ctx, seed=f"pgd/{self.seed}/{restart}") if self.random_start else z.clone()
+            x = self._start(z, ctx, threat, restart)
             for _ in range(self.steps):
                 _, _, grad = loss_and_grad(model, x, ctx, y, loss_fn, sign)
                 x = threat.project(x + alpha * threat.steepest(grad, ctx), z, ctx)

@@ -1,10 +1,12 @@
-"""Pieces shared by recipes: the task loss and the adversarial input."""
+"""Pieces shared by recipes: the task loss, the adversarial input, the KL term."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from bench.attacks.base import resolve_loss
+from bench.errors import UserError
 
 
 def task_loss(model, z_in, ctx, y, state=None) -> torch.Tensor:
@@ -22,3 +24,16 @@ def adversarial_loss(model, z, z_adv, ctx, y, state):
     out = model(adv_input(z, z_adv), ctx)
     state["outputs"] = out.detach()
     return resolve_loss(None, model)(out, y).mean()
+
+
+def require_classifier(model, recipe: str) -> None:
+    if getattr(model, "objective", "ce") != "ce":
+        raise UserError(f"recipe {recipe!r} needs a classifier (objective 'ce'), "
+                        f"got objective {getattr(model, 'objective', None)!r}")
+
+
+def kl_per_example(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
+    """KL(softmax(p) || softmax(q)) per example (summed over classes)."""
+    lp = F.log_softmax(logits_p.float(), dim=1)
+    lq = F.log_softmax(logits_q.float(), dim=1)
+    return (lp.exp() * (lp - lq)).sum(dim=1)

@@ -142,6 +142,8 @@ def train(model: TaskModel, data: ArrayData, recipe: Recipe, threat: ThreatModel
                 loss.backward()
                 if recipe.on_input_grad is not None and z_adv is not None:
                     recipe.on_input_grad(z_adv.grad.detach(), state)
+                if recipe.after_backward is not None:
+                    recipe.after_backward(model, state)
                 if cfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 opt.step()

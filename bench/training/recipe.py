@@ -37,6 +37,8 @@ class Recipe:
             the epoch count by it so the budget matches.
         on_input_grad: called with d(loss)/d(z_adv) after each backward
             (Free-AT reuses this gradient to update its perturbation).
+        after_backward: called with ``(model, state)`` after the backward pass and
+            before the optimizer step (AWP restores its weight perturbation here).
         params: the hyper-parameters, recorded in checkpoints and results.
         cite: the paper.
     """
@@ -46,5 +48,6 @@ class Recipe:
     loss: LossFn
     replay: int = 1
     on_input_grad: Callable[[torch.Tensor, dict], None] | None = None
+    after_backward: Callable[[TaskModel, dict], None] | None = None
     params: dict[str, Any] = field(default_factory=dict)
     cite: str = ""

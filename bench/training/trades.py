@@ -1,0 +1,37 @@
+"""TRADES (Zhang et al. 2019, "Theoretically Principled Trade-off between Robustness and Accuracy").
+
+Inner: maximize KL(f(x) || f(x')) from x + 0.001·N(0, I) with K projected steps (eq. 5).
+Outer: CE(f(x), y) + β · KL(f(x) || f(x')), β = 6 by default; β = 0 is ERM's loss.
+"""
+
+from __future__ import annotations
+
+from bench.attacks.pgd import PGD
+from bench.registry import RECIPES
+from bench.training.common import adv_input, kl_per_example, require_classifier
+from bench.training.recipe import Recipe
+import torch.nn.functional as F
+
+
+@RECIPES.register("trades")
+def trades(beta: float = 6.0, steps: int = 10, rel_step: float | None = None) -> Recipe:
+    attack = PGD(steps=steps, rel_step=rel_step if rel_step is not None else 2.5 / steps,
+                 random_start=False, init_std=0.001, loss=lambda out, clean: kl_per_example(clean, out))
+
+    def inner(model, z, ctx, y, threat, state):
+        require_classifier(model, "trades")
+        clean = model(z, ctx).detach()
+        attack.seed = state.get("step", 0)
+        return attack.run(model, z, ctx, clean, threat)
+
+    def loss(model, z, z_adv, ctx, y, state):
+        out_clean = model(z, ctx)
+        ce = F.cross_entropy(out_clean.float(), y)
+        state["outputs"] = out_clean.detach()
+        if beta == 0:
+            return ce
+        out_adv = model(adv_input(z, z_adv), ctx)
+        return ce + beta * kl_per_example(out_clean, out_adv).mean()
+
+    return Recipe("trades", inner=inner, loss=loss, params={"beta": beta, "steps": steps},
+                  cite="Zhang et al. 2019, Theoretically Principled Trade-off between Robustness and Accuracy")
