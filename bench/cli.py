@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from bench.errors import UserError
+from bench.training.loop import TrainingDiverged
 
 EXAMPLES = """examples:
   xrobust run quick                                   # every quick track, default recipes
@@ -126,6 +127,9 @@ def _args_train(p):
     p.add_argument("--epochs", type=float, default=None)
     p.add_argument("--out", default=None, help="checkpoint path (.safetensors)")
     p.add_argument("--bf16", action="store_true")
+    p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                   help="write a resumable training state every N steps (atomic)")
+    p.add_argument("--resume", action="store_true", help="continue from the training state, if any")
     _common(p)
 
 
@@ -134,7 +138,8 @@ def cmd_train(args) -> int:
 
     track = _track(args.track, args.eps)
     path = train_track(track, args.recipe, epochs=args.epochs, seed=args.seed, out=args.out, runs=args.runs,
-                       device=args.device, bf16=args.bf16, progress=not args.quiet, log=_log)
+                       device=args.device, bf16=args.bf16, progress=not args.quiet, log=_log,
+                       checkpoint_every=args.checkpoint_every, resume=args.resume)
     print(path)
     return 0
 
@@ -291,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"xrobust: error: {exc}", file=sys.stderr)
         return 2
+    except TrainingDiverged as exc:
+        print(f"xrobust: error: training diverged: {exc}; the last good training state (if any) was kept",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("xrobust: interrupted", file=sys.stderr)
         return 130

@@ -14,8 +14,10 @@ model's ``errors``/``error_units``), so the same loop serves every domain.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -60,8 +62,8 @@ class EvalReport:
         return self.robust_errors == 0
 
     def metrics(self) -> dict[str, Any]:
-        acc = lambda e: float((e == 0).float().mean()) if e.numel() else 0.0  # noqa: E731
-        rate = lambda e: float(e.sum() / self.units.sum().clamp_min(1))  # noqa: E731
+        acc = lambda e: float((e == 0).double().mean()) if e.numel() else 0.0  # noqa: E731
+        rate = lambda e: float(e.double().sum() / self.units.double().sum().clamp_min(1))  # noqa: E731
         m: dict[str, Any] = {
             "clean_accuracy": acc(self.clean_errors),
             "robust_accuracy": acc(self.robust_errors),
@@ -75,6 +77,45 @@ class EvalReport:
         return m
 
 
+def _rank_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _gather(positions, clean, per, worst, units):
+    """Combine every rank's share of the per-example outcomes (all ranks get the full arrays)."""
+    import torch.distributed as dist
+
+    mine = (positions, clean[positions], {k: v[positions] for k, v in per.items()}, worst[positions],
+            units[positions])
+    shares = [None] * dist.get_world_size()
+    dist.all_gather_object(shares, mine)
+    for pos, c, p, w, u in shares:
+        clean[pos], worst[pos], units[pos] = c, w, u
+        for k in per:
+            per[k][pos] = p[k]
+    return clean, per, worst, units
+
+
+def _save_partial(path: Path, key: str, done, clean, per, worst, units) -> None:
+    from bench.checkpoint import atomic_write_bytes
+
+    doc = {"key": key, "done": sorted(done), "clean": clean.tolist(), "worst": worst.tolist(),
+           "units": units.tolist(), "per": {k: v.tolist() for k, v in per.items()}}
+    atomic_write_bytes(path, json.dumps(doc).encode())
+
+
+def _load_partial(path: Path, key: str) -> dict | None:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None  # a damaged partial file only costs the work it held
+    return doc if isinstance(doc, dict) and doc.get("key") == key else None
+
+
 def _binary(model: TaskModel) -> bool:
     return bool(getattr(model, "binary_errors", True))
 
@@ -83,7 +124,8 @@ def _binary(model: TaskModel) -> bool:
 def evaluate(model: nn.Module, x: Any, y: Any, threat: ThreatModel, suite: str | list = "pgd", *,
              batch_size: int = 256, cascade: bool = False, seed: int = 0,
              device: str | torch.device | None = None, index: torch.Tensor | None = None,
-             progress: bool = False) -> EvalReport:
+             progress: bool = False, resume_file: str | Path | None = None,
+             resume_key: str | None = None) -> EvalReport:
     """Attack ``model`` on ``(x, y)`` with every attack of ``suite`` and keep the worst case.
 
     Args:
@@ -95,6 +137,12 @@ def evaluate(model: nn.Module, x: Any, y: Any, threat: ThreatModel, suite: str |
         cascade: attack only examples still robust (AutoAttack's order).
         seed: seeds the attacks' random starts (per example, see :mod:`bench.rng`).
         index: global example ids (default ``0..n-1``), used to seed per example.
+        resume_file: per-batch outcomes are saved there as they finish; a rerun with the
+            same ``resume_key`` skips finished batches. Removed when the evaluation completes.
+
+    Under ``torchrun`` (an initialized process group) each rank attacks every
+    WORLD-th example and the per-example outcomes are gathered, so the report
+    equals the single-process one (random starts are seeded per example).
     """
     tm = as_task_model(model)
     specs = resolve_suite(suite)
@@ -111,12 +159,29 @@ def evaluate(model: nn.Module, x: Any, y: Any, threat: ThreatModel, suite: str |
     attacks = [(s.name, s.build(seed)) for s in specs]
     secs = {s.name: 0.0 for s in specs}
     t0 = time.perf_counter()
+    rank, world = _rank_world()
+    positions = torch.arange(n)[rank::world]
+    done: set[int] = set()
+    key = json.dumps({"k": resume_key, "threat": threat.id, "suite": [s.to_dict() for s in specs], "seed": seed,
+                      "n": n, "cascade": cascade, "rank": rank, "world": world, "bs": batch_size}, sort_keys=True)
+    resume_path = Path(f"{resume_file}.rank{rank}") if resume_file is not None and world > 1 else \
+        (Path(resume_file) if resume_file is not None else None)
+    if resume_path is not None and resume_path.exists():
+        saved = _load_partial(resume_path, key)
+        if saved is not None:
+            done = set(saved["done"])
+            clean, worst, units = (torch.tensor(saved[k]) for k in ("clean", "worst", "units"))
+            per = {k: torch.tensor(v) for k, v in saved["per"].items()}
     bar = None
-    if progress:
+    if progress and rank == 0:
         from tqdm import tqdm
 
-        bar = tqdm(total=n * len(attacks), desc=f"eval {threat.id}", unit="ex", leave=False)
-    for pos, xb, yb in data.batches(batch_size):
+        bar = tqdm(total=len(positions) * len(attacks), desc=f"eval {threat.id}", unit="ex", leave=False)
+    for b, (pos, xb, yb) in enumerate(data.batches(batch_size, indices=positions)):
+        if b in done:
+            if bar is not None:
+                bar.update(len(pos) * len(attacks))
+            continue
         xb, yb = to_device(xb, device), to_device(yb, device)
         z, ctx = tm.encode(xb)
         z = z.detach()
@@ -145,8 +210,15 @@ def evaluate(model: nn.Module, x: Any, y: Any, threat: ThreatModel, suite: str |
             if bar is not None:
                 bar.update(len(pos))
         worst[pos] = e_worst
+        if resume_path is not None:
+            done.add(b)
+            _save_partial(resume_path, key, done, clean, per, worst, units)
     if bar is not None:
         bar.close()
+    if world > 1:
+        clean, per, worst, units = _gather(positions, clean, per, worst, units)
+    if resume_path is not None and resume_path.exists():
+        resume_path.unlink()
     return EvalReport(threat, specs, clean, per, worst, units, cascade, time.perf_counter() - t0, secs)
 
 

@@ -56,7 +56,7 @@ def make_recipe(track: Track, name: str, overrides: dict[str, Any] | None = None
 def train_track(track: Track, recipe: str, *, epochs: float | None = None, seed: int = 0,
                 out: str | Path | None = None, runs: str | Path | None = None, device: str | None = None,
                 bf16: bool = False, recipe_params: dict[str, Any] | None = None, progress: bool = True,
-                log: Callable[[str], None] = print) -> Path:
+                log: Callable[[str], None] = print, checkpoint_every: int = 0, resume: bool = False) -> Path:
     """Train ``recipe`` under the track's budget; returns the checkpoint's path."""
     rec, params = make_recipe(track, recipe, recipe_params)
     data = track.dataset_split("train")
@@ -65,29 +65,43 @@ def train_track(track: Track, recipe: str, *, epochs: float | None = None, seed:
     data = prepare(model, data)
     log(f"[{track.id}] training {rec.name} on {len(data)} examples (seed {seed})")
     spec = track.train
+    path = Path(out) if out else checkpoint_path(track, rec.name, seed, runs)
+    state_path = path.with_name(path.stem + ".train_state.pt")
     cfg = TrainConfig(epochs=epochs if epochs is not None else spec.epochs, batch_size=spec.batch_size,
                       lr=spec.lr, optimizer=spec.optimizer, schedule=spec.schedule,
                       weight_decay=spec.weight_decay, eps_ramp_epochs=spec.eps_ramp_epochs,
-                      grad_clip=spec.grad_clip, seed=seed, bf16=bf16, device=device)
+                      grad_clip=spec.grad_clip, seed=seed, bf16=bf16, device=device,
+                      checkpoint_every=checkpoint_every, resume=resume,
+                      state_path=str(state_path) if (checkpoint_every or resume) else None)
+    if resume and state_path.exists():
+        log(f"[{track.id}] resuming {rec.name} from {state_path}")
     t0 = time.perf_counter()
     history = train(model, data, rec, track.threat, cfg, progress=progress,
                     on_epoch=lambda s: log(f"  [{track.id} {rec.name}] epoch {s['epoch']}: loss {s['loss']:.4f} "
                                            f"train-acc {s['train_accuracy']:.3f} ({s['seconds']:.1f}s)"))
     seconds = time.perf_counter() - t0
-    path = Path(out) if out else checkpoint_path(track, rec.name, seed, runs)
+    from bench.training.loop import init_distributed
+
+    rank, _ = init_distributed(pick_device(device))
     config = {
         "model": track.model, "track": track.id, "domain": track.domain, "dataset": track.dataset,
         "recipe": rec.name, "recipe_params": {**rec.params, **params}, "seed": seed, "train_config": cfg.to_dict(),
         "threat": track.threat.to_dict(), "history": history, "train_seconds": seconds,
         "device": str(pick_device(device)), "n_train": len(data),
     }
+    if rank != 0:
+        return path  # only rank 0 writes checkpoints and results
     return save_checkpoint(path, model, config)
 
 
-def _sweep(model, x, y, idx, track: Track, suite, seed: int, device) -> list[dict[str, Any]]:
+def _sweep(model, x, y, idx, track: Track, suite, seed: int, device, headline: EvalReport | None = None,
+           headline_suite: Any = None) -> list[dict[str, Any]]:
     out = []
     for eps in track.eps_sweep:
         t = track.threat.with_eps(float(eps))
+        if headline is not None and t == headline.threat and suite == headline_suite:
+            out.append({"threat": t.id, "eps": float(eps), "robust_accuracy": headline.metrics()["robust_accuracy"]})
+            continue
         rep = evaluate(model, x, y, t, suite, batch_size=track.eval_batch_size, cascade=True,
                        seed=seed, device=device, index=idx)
         out.append({"threat": t.id, "eps": float(eps), "robust_accuracy": rep.metrics()["robust_accuracy"]})
@@ -154,14 +168,21 @@ def eval_track(track: Track, checkpoint: str | Path, *, suite: Any = None, seed:
     data = prepare(model, data)
     suite = suite if suite is not None else track.suite
     t0 = time.perf_counter()
-    report = evaluate(model, data.inputs, data.y, track.threat, suite, batch_size=track.eval_batch_size,
-                      cascade=track.cascade, seed=seed, device=dev, index=idx, progress=progress)
-    sweep = _sweep(model, data.inputs, data.y, idx, track, track.sweep_suite or suite, seed, dev) \
-        if eps_sweep and track.eps_sweep else None
-    seconds = time.perf_counter() - t0
     weights = Path(checkpoint)
     weights = weights / "model.safetensors" if weights.is_dir() else weights.with_suffix(".safetensors")
+    ckpt_sha = sha256_file(weights)
+    partial = weights.with_name(weights.stem + f".eval-{track.threat.id}.partial.json")
+    report = evaluate(model, data.inputs, data.y, track.threat, suite, batch_size=track.eval_batch_size,
+                      cascade=track.cascade, seed=seed, device=dev, index=idx, progress=progress,
+                      resume_file=partial, resume_key=f"{ckpt_sha}/{track.id}")
+    sweep = _sweep(model, data.inputs, data.y, idx, track, track.sweep_suite or suite, seed, dev,
+                   headline=report, headline_suite=suite) if eps_sweep and track.eps_sweep else None
+    seconds = time.perf_counter() - t0
+    from bench.evaluate import _rank_world
+
+    if _rank_world()[0] != 0:
+        return Path(out) if out else Path(results)  # only rank 0 writes results
     doc = result_document(track, report, model=track.model, defense=ckpt_config["recipe"], seed=seed,
-                          ckpt_config=ckpt_config, checkpoint_sha256=sha256_file(weights),
+                          ckpt_config=ckpt_config, checkpoint_sha256=ckpt_sha,
                           eval_seconds=seconds, device=dev, eps_sweep=sweep)
     return write_result(doc, root=results, path=out)

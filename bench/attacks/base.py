@@ -79,8 +79,8 @@ class Attack:
         model.eval()
         try:
             z0 = z.detach()
-            if z0.shape[0] == 0:
-                return z0.clone()
+            if z0.shape[0] == 0 or (threat.eps == 0 and threat.scale != "snr-db"):
+                return z0.clone()  # nothing to search: the ball is a point
             z_adv = self.search(model, z0, ctx, y, threat).detach()
             z_adv = threat.project(z_adv, z0, ctx)
             if torch.isnan(z_adv).any():

@@ -11,16 +11,19 @@ and the progress bar. Non-finite losses stop training with a clear error.
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 import time
+from pathlib import Path
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable
 
 import torch
 
 from bench.attacks.base import model_errors
-from bench.data import ArrayData, to_device
+from bench.data import ArrayData, take, to_device
 from bench.errors import UserError
-from bench.rng import seed_everything
+from bench.rng import derive_seed, seed_everything
 from bench.task import TaskModel
 from bench.threat import ThreatModel, scaled_threat
 from bench.training.recipe import Recipe
@@ -47,6 +50,9 @@ class TrainConfig:
     bf16: bool = False
     channels_last: bool = False
     device: str | None = None
+    checkpoint_every: int = 0
+    state_path: str | None = None
+    resume: bool = False
 
     def __post_init__(self) -> None:
         if not self.epochs > 0:
@@ -59,15 +65,80 @@ class TrainConfig:
             raise UserError(f"unknown optimizer {self.optimizer!r}: expected adam, adamw or sgd")
         if self.schedule not in ("constant", "cosine", "onecycle"):
             raise UserError(f"unknown schedule {self.schedule!r}: expected constant, cosine or onecycle")
+        if self.checkpoint_every < 0:
+            raise UserError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        if (self.checkpoint_every or self.resume) and not self.state_path:
+            raise UserError("checkpoint_every/resume need a state_path")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def pick_device(name: str | None = None) -> torch.device:
+    """The device to use: the name given, else ``cuda:LOCAL_RANK`` / ``cuda`` when present, else CPU."""
     if name:
         return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def init_distributed(device: torch.device) -> tuple[int, int]:
+    """Join the process group torchrun describes (NCCL on CUDA, gloo on CPU); ``(rank, world)``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _allreduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
+    """Average gradients over ranks in one flat all-reduce (the DDP algorithm, bucketed as one)."""
+    import torch.distributed as dist
+
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    off = 0
+    for p, g in zip(params, grads):
+        k = g.numel()
+        p.grad = flat[off:off + k].view_as(p).clone()
+        off += k
+
+
+def _broadcast_params(model: torch.nn.Module) -> None:
+    import torch.distributed as dist
+
+    for t in list(model.parameters()) + list(model.buffers()):
+        dist.broadcast(t.data, src=0)
+
+
+def save_train_state(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+    """Atomically write a resumable training state (tensors and plain containers only)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_train_state(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a training state with ``weights_only=True`` (no arbitrary unpickling)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError / RuntimeError variants
+        raise UserError(f"cannot resume from {path}: {exc}".splitlines()[0]) from None
 
 
 def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -89,12 +160,24 @@ def _lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
 
 def train(model: TaskModel, data: ArrayData, recipe: Recipe, threat: ThreatModel, cfg: TrainConfig, *,
           progress: bool = True, on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
-    """Train ``model`` in place on ``data`` with ``recipe`` against ``threat``. Returns per-epoch stats."""
-    seed_everything(cfg.seed)
+    """Train ``model`` in place on ``data`` with ``recipe`` against ``threat``. Returns per-epoch stats.
+
+    Under ``torchrun`` (WORLD_SIZE > 1) every rank takes its share of each global
+    batch, gradients are averaged over ranks, and rank 0 alone writes the
+    training state. With ``cfg.checkpoint_every`` the full state (weights,
+    optimizer, RNG states, epoch/batch position, recipe state) is written
+    atomically every N steps; ``cfg.resume`` continues from it and reaches the
+    same weights as an uninterrupted run.
+    """
     device = pick_device(cfg.device)
+    rank, world = init_distributed(device)
+    seed_everything(cfg.seed if world == 1 else derive_seed(cfg.seed, "rank", rank))
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
+    if world > 1:
+        _broadcast_params(model)
+    params = [p for p in model.parameters() if p.requires_grad]
     opt = _optimizer(model, cfg)
     replay = max(1, recipe.replay)
     epochs = max(1, math.ceil(cfg.epochs / replay)) if replay > 1 else cfg.epochs
@@ -107,19 +190,42 @@ def train(model: TaskModel, data: ArrayData, recipe: Recipe, threat: ThreatModel
     state: dict[str, Any] = {"step": 0}
     history: list[dict] = []
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+    step, start_epoch, start_batch = 0, 0, 0
+    acc = [0.0, 0.0, 0]  # loss sum, correct, seen in the current epoch
+    gen_epoch_state = None
+    if cfg.resume and cfg.state_path and Path(cfg.state_path).exists():
+        saved = load_train_state(cfg.state_path)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["rng"])
+        if device.type == "cuda" and "cuda_rng" in saved:
+            torch.cuda.set_rng_state(saved["cuda_rng"], device)
+        step, start_epoch, start_batch = saved["step"], saved["epoch"], saved["batch"]
+        gen_epoch_state = saved["gen_epoch_state"]
+        history = list(saved["history"])
+        acc = list(saved["acc"])
+        state.update(saved.get("recipe_state", {}))
     bar = None
-    if progress:
+    if progress and rank == 0:
         from tqdm import tqdm
 
-        bar = tqdm(total=total * replay, desc=f"train {recipe.name}", unit="step", leave=False)
-    step = 0
-    for epoch in range(full_epochs):
+        bar = tqdm(total=total * replay, initial=step * replay, desc=f"train {recipe.name}", unit="step", leave=False)
+    threat_t = threat
+    for epoch in range(start_epoch, full_epochs):
         t0 = time.perf_counter()
-        loss_sum, correct, seen = 0.0, 0.0, 0
-        for pos, xb, yb in data.batches(cfg.batch_size, shuffle=True, generator=gen):
+        if epoch == start_epoch and gen_epoch_state is not None:
+            gen.set_state(gen_epoch_state)
+        else:
+            acc = [0.0, 0.0, 0]
+        gen_epoch_state = gen.get_state()
+        order = torch.randperm(n, generator=gen)
+        for b, s0 in enumerate(range(0, n, cfg.batch_size)):
+            if epoch == start_epoch and b < start_batch:
+                continue
             if step >= total:
                 break
-            xb, yb = to_device(xb, device), to_device(yb, device)
+            pos = order[s0:s0 + cfg.batch_size][rank::world]
+            xb, yb = to_device(take(data.inputs, pos), device), to_device(take(data.y, pos), device)
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * _lr_factor(cfg, step, total)
             threat_t = scaled_threat(threat, (step + 1) / ramp_steps) if ramp_steps > 0 else threat
@@ -144,23 +250,34 @@ def train(model: TaskModel, data: ArrayData, recipe: Recipe, threat: ThreatModel
                     recipe.on_input_grad(z_adv.grad.detach(), state)
                 if recipe.after_backward is not None:
                     recipe.after_backward(model, state)
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                if world > 1:
+                    _allreduce_grads(params, world)
+                gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or float("inf"))
+                if not torch.isfinite(gnorm):
+                    raise TrainingDiverged(f"non-finite gradients at epoch {epoch + 1}, step {step}")
                 opt.step()
-                loss_sum += float(loss.detach()) * len(pos)
-                seen += len(pos)
+                acc[0] += float(loss.detach()) * len(pos)
+                acc[2] += len(pos)
                 out = state.pop("outputs", None)
                 if out is not None and getattr(model, "binary_errors", True):
-                    correct += float((model_errors(model, out, yb) == 0).float().sum())
+                    acc[1] += float((model_errors(model, out, yb) == 0).float().sum())
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.3f}",
-                                    acc=f"{correct / seen:.3f}" if correct else "-")
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{acc[0] / acc[2]:.3f}",
+                                    acc=f"{acc[1] / acc[2]:.3f}" if acc[1] else "-")
             step += 1
-        stats = {"epoch": epoch + 1, "loss": loss_sum / max(1, seen), "train_accuracy": correct / max(1, seen),
-                 "seconds": time.perf_counter() - t0, "eps": threat_t.eps if seen else threat.eps}
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and rank == 0:
+                save_train_state(cfg.state_path, {
+                    "model": model.state_dict(), "optimizer": opt.state_dict(), "rng": torch.get_rng_state(),
+                    **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
+                    "step": step, "epoch": epoch, "batch": b + 1, "gen_epoch_state": gen_epoch_state,
+                    "history": history, "acc": acc,
+                    "recipe_state": {k: v.detach().cpu() for k, v in state.items() if isinstance(v, torch.Tensor)},
+                })
+        stats = {"epoch": epoch + 1, "loss": acc[0] / max(1, acc[2]), "train_accuracy": acc[1] / max(1, acc[2]),
+                 "seconds": time.perf_counter() - t0, "eps": threat_t.eps}
         history.append(stats)
-        if on_epoch is not None:
+        if on_epoch is not None and rank == 0:
             on_epoch(stats)
     if bar is not None:
         bar.close()

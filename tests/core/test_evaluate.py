@@ -27,7 +27,7 @@ def test_worst_case_per_example_not_min_of_averages(digits_model, digits_data):
     rep = evaluate(digits_model, test.inputs, test.y, ThreatModel("linf", 0.05), SUITE)
     m = rep.metrics()
     union = torch.stack([e > 0 for e in rep.attack_errors.values()]).any(0) | (rep.clean_errors > 0)
-    assert m["robust_accuracy"] == float((~union).float().mean())
+    assert m["robust_accuracy"] == float((~union).double().mean())
     assert m["robust_accuracy"] <= min(m["per_attack"].values())
 
 
