@@ -89,9 +89,17 @@ def train_track(track: Track, recipe: str, *, epochs: float | None = None, seed:
         "threat": track.threat.to_dict(), "history": history, "train_seconds": seconds,
         "device": str(pick_device(device)), "n_train": len(data),
     }
-    if rank != 0:
-        return path  # only rank 0 writes checkpoints and results
-    return save_checkpoint(path, model, config)
+    if rank == 0:  # only rank 0 writes checkpoints and results
+        save_checkpoint(path, model, config)
+    _barrier()
+    return path.with_suffix(".safetensors")
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 def _sweep(model, x, y, idx, track: Track, suite, seed: int, device, headline: EvalReport | None = None,

@@ -243,7 +243,7 @@ def train(model: TaskModel, data: ArrayData, recipe: Recipe, threat: ThreatModel
                         z_adv = z_adv.detach().requires_grad_(True)
                     loss = recipe.loss(model, z, z_adv, ctx, yb, state)
                 if not torch.isfinite(loss):
-                    raise TrainingDiverged(f"non-finite loss ({float(loss)}) at epoch {epoch + 1}, step {step}")
+                    raise TrainingDiverged(f"non-finite loss ({float(loss.detach())}) at epoch {epoch + 1}, step {step}")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if recipe.on_input_grad is not None and z_adv is not None:
