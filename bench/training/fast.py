@@ -22,3 +22,21 @@ def fgsm_rs(rel_step: float = 1.25) -> Recipe:
 
     return Recipe("fgsm-rs", inner=inner, loss=adversarial_loss, params={"rel_step": rel_step},
                   cite="Wong, Rice & Kolter 2020, Fast is better than free: Revisiting adversarial training")
+
+
+@RECIPES.register("fgsm")
+def fgsm_at(rel_step: float = 1.0, random_start: bool = False) -> Recipe:
+    """Plain FGSM adversarial training (Goodfellow et al. 2015): zero init, step = rel_step·ε.
+
+    The single-step baseline that exhibits catastrophic overfitting (Wong et al. 2020, Sec. 4.1):
+    accuracy under FGSM stays high while accuracy under PGD collapses.
+    """
+    attack = PGD(steps=1, rel_step=rel_step, random_start=random_start)
+
+    def inner(model, z, ctx, y, threat, state):
+        attack.seed = state.get("step", 0)
+        return attack.run(model, z, ctx, y, threat)
+
+    return Recipe("fgsm", inner=inner, loss=adversarial_loss,
+                  params={"rel_step": rel_step, "random_start": random_start},
+                  cite="Goodfellow, Shlens & Szegedy 2015, Explaining and Harnessing Adversarial Examples")
