@@ -46,3 +46,15 @@ def test_any_nn_module_classifier(digits_data):
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
     m = evaluate(net, test.inputs[:20], test.y[:20], ThreatModel("l2", 0.5), "pgd").metrics()
     assert 0 <= m["robust_accuracy"] <= m["clean_accuracy"] <= 1
+
+
+def test_union_is_worst_case_over_threat_models(digits_model, digits_data):
+    from bench.evaluate import evaluate_union
+
+    _, test = digits_data
+    threats = [ThreatModel("linf", 0.05), ThreatModel("l2", 0.5)]
+    worst, reports = evaluate_union(digits_model, test.inputs, test.y, threats, SUITE)
+    assert set(reports) == {"linf-0.05", "l2-0.5"}
+    union = float((worst == 0).double().mean())
+    assert union <= min(r.metrics()["robust_accuracy"] for r in reports.values())
+    assert torch.equal(worst > 0, (reports["linf-0.05"].robust_errors > 0) | (reports["l2-0.5"].robust_errors > 0))
