@@ -46,6 +46,8 @@ class EvalReport:
     cascade: bool
     seconds: float
     attack_seconds: dict[str, float] = field(default_factory=dict)
+    #: remarks of the attacks (e.g. "DLR needs >= 3 classes; used the margin loss")
+    notes: list[str] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -147,4 +149,5 @@ def evaluate(model: nn.Module, x: Any, y: Any, threat: ThreatModel, suite: str |
         worst[pos] = e_worst
     if bar is not None:
         bar.close()
-    return EvalReport(threat, specs, clean, per, worst, units, cascade, time.perf_counter() - t0, secs)
+    notes = sorted({note for _, a in attacks for note in getattr(a, "notes", ())})
+    return EvalReport(threat, specs, clean, per, worst, units, cascade, time.perf_counter() - t0, secs, notes)

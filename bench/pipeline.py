@@ -21,6 +21,7 @@ from bench.provenance import config_hash, provenance
 from bench.registry import MODELS, RECIPES
 from bench.results import SCHEMA_VERSION, bits, write_result
 from bench.rng import seed_everything
+from bench.sanity import compute_flags
 from bench.task import TaskModel
 from bench.threat import ThreatModel
 from bench.tracks import Track
@@ -122,6 +123,7 @@ def result_document(track: Track, report: EvalReport, *, model: str, defense: st
             "attacks": {k: bits(v == 0) for k, v in report.attack_errors.items()},
         },
         "flags": flags or {},
+        "notes": list(report.notes),
         "cost": {
             "train_seconds": float(ckpt_config.get("train_seconds", 0.0)),
             "eval_seconds": float(eval_seconds),
@@ -138,7 +140,8 @@ def result_document(track: Track, report: EvalReport, *, model: str, defense: st
 
 def eval_track(track: Track, checkpoint: str | Path, *, suite: Any = None, seed: int = 0,
                results: str | Path = "results", n: int | None = None, device: str | None = None,
-               eps_sweep: bool = True, progress: bool = True, out: str | Path | None = None) -> Path:
+               eps_sweep: bool = True, progress: bool = True, out: str | Path | None = None,
+               flags: bool = True) -> Path:
     """Evaluate a checkpoint on the track's fixed subset and write the result file atomically."""
     ckpt_config = read_checkpoint_config(checkpoint)
     if ckpt_config.get("model") != track.model:
@@ -157,10 +160,12 @@ def eval_track(track: Track, checkpoint: str | Path, *, suite: Any = None, seed:
                       cascade=track.cascade, seed=seed, device=dev, index=idx, progress=progress)
     sweep = _sweep(model, data.inputs, data.y, idx, track, track.sweep_suite or suite, seed, dev) \
         if eps_sweep and track.eps_sweep else None
+    flag_doc = compute_flags(model, data.inputs, data.y, track.threat, report, eps_sweep=sweep, device=dev,
+                             index=idx, seed=seed, batch_size=track.eval_batch_size) if flags else {}
     seconds = time.perf_counter() - t0
     weights = Path(checkpoint)
     weights = weights / "model.safetensors" if weights.is_dir() else weights.with_suffix(".safetensors")
     doc = result_document(track, report, model=track.model, defense=ckpt_config["recipe"], seed=seed,
                           ckpt_config=ckpt_config, checkpoint_sha256=sha256_file(weights),
-                          eval_seconds=seconds, device=dev, eps_sweep=sweep)
+                          eval_seconds=seconds, device=dev, eps_sweep=sweep, flags=flag_doc)
     return write_result(doc, root=results, path=out)
