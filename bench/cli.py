@@ -143,6 +143,9 @@ def _args_eval(p):
     p.add_argument("--suite", default=None, help="a registered suite name (default: the track's)")
     p.add_argument("--n", type=int, default=None)
     p.add_argument("--no-sweep", action="store_true")
+    p.add_argument("--cascade", action=argparse.BooleanOptionalAction, default=None,
+                   help="attack only examples still robust after the previous attacks (default: the track's)")
+    p.add_argument("--no-flags", action="store_true", help="skip the sanity checks (bench.sanity)")
     p.add_argument("--out", default=None, help="result path (default: the canonical path under --results)")
     _common(p)
 
@@ -158,9 +161,15 @@ def cmd_eval(args) -> int:
     if not Path(args.checkpoint).exists():
         raise UserError(f"checkpoint not found: {args.checkpoint}")
     path = eval_track(track, args.checkpoint, suite=args.suite, seed=args.seed, results=args.results, n=args.n,
-                      device=args.device, eps_sweep=not args.no_sweep, progress=not args.quiet, out=args.out)
+                      device=args.device, eps_sweep=not args.no_sweep, progress=not args.quiet, out=args.out,
+                      flags=not args.no_flags, cascade=args.cascade)
     doc = json.loads(Path(path).read_text())
     _log(f"clean {doc['metrics']['clean_accuracy']:.3f} robust {doc['metrics']['robust_accuracy']:.3f}")
+    for name, acc in doc["metrics"]["per_attack"].items():
+        _log(f"  {name}: {acc:.3f} ({doc['metrics'].get('per_attack_mode', 'alone')})")
+    up = [k for k, v in doc.get("flags", {}).items() if v.get("raised")]
+    if up:
+        _log("  flags raised: " + ", ".join(up) + " (see docs/attacks.md)")
     print(path)
     return 0
 

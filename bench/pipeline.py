@@ -141,7 +141,7 @@ def result_document(track: Track, report: EvalReport, *, model: str, defense: st
 def eval_track(track: Track, checkpoint: str | Path, *, suite: Any = None, seed: int = 0,
                results: str | Path = "results", n: int | None = None, device: str | None = None,
                eps_sweep: bool = True, progress: bool = True, out: str | Path | None = None,
-               flags: bool = True) -> Path:
+               flags: bool = True, cascade: bool | None = None) -> Path:
     """Evaluate a checkpoint on the track's fixed subset and write the result file atomically."""
     ckpt_config = read_checkpoint_config(checkpoint)
     if ckpt_config.get("model") != track.model:
@@ -157,7 +157,8 @@ def eval_track(track: Track, checkpoint: str | Path, *, suite: Any = None, seed:
     suite = suite if suite is not None else track.suite
     t0 = time.perf_counter()
     report = evaluate(model, data.inputs, data.y, track.threat, suite, batch_size=track.eval_batch_size,
-                      cascade=track.cascade, seed=seed, device=dev, index=idx, progress=progress)
+                      cascade=track.cascade if cascade is None else cascade, seed=seed, device=dev, index=idx,
+                      progress=progress)
     sweep = _sweep(model, data.inputs, data.y, idx, track, track.sweep_suite or suite, seed, dev) \
         if eps_sweep and track.eps_sweep else None
     flag_doc = compute_flags(model, data.inputs, data.y, track.threat, report, eps_sweep=sweep, device=dev,
