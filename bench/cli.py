@@ -24,6 +24,7 @@ EXAMPLES = """examples:
   xrobust eval --track image-mnist5k-linf-0.3 --checkpoint runs/image-mnist5k-linf-0.3/pgd-at-s0/model.safetensors
   xrobust ls tracks
   xrobust validate results/**/*.json
+  xrobust perf --track image-mnist5k-linf-0.3 --checkpoint runs/image-mnist5k-linf-0.3/pgd-at-s0/model.safetensors
 """
 
 #: verb -> (help, add-arguments function, handler)
@@ -153,6 +154,9 @@ def _args_eval(p):
     p.add_argument("--suite", default=None, help="a registered suite name (default: the track's)")
     p.add_argument("--n", type=int, default=None)
     p.add_argument("--no-sweep", action="store_true")
+    p.add_argument("--cascade", action=argparse.BooleanOptionalAction, default=None,
+                   help="attack only examples still robust after the previous attacks (default: the track's)")
+    p.add_argument("--no-flags", action="store_true", help="skip the sanity checks (bench.sanity)")
     p.add_argument("--out", default=None, help="result path (default: the canonical path under --results)")
     _common(p)
 
@@ -168,14 +172,55 @@ def cmd_eval(args) -> int:
     if not Path(args.checkpoint).exists():
         raise UserError(f"checkpoint not found: {args.checkpoint}")
     path = eval_track(track, args.checkpoint, suite=args.suite, seed=args.seed, results=args.results, n=args.n,
-                      device=args.device, eps_sweep=not args.no_sweep, progress=not args.quiet, out=args.out)
+                      device=args.device, eps_sweep=not args.no_sweep, progress=not args.quiet, out=args.out,
+                      flags=not args.no_flags, cascade=args.cascade)
     doc = json.loads(Path(path).read_text())
     _log(f"clean {doc['metrics']['clean_accuracy']:.3f} robust {doc['metrics']['robust_accuracy']:.3f}")
+    for name, acc in doc["metrics"]["per_attack"].items():
+        _log(f"  {name}: {acc:.3f} ({doc['metrics'].get('per_attack_mode', 'alone')})")
+    up = [k for k, v in doc.get("flags", {}).items() if v.get("raised")]
+    if up:
+        _log("  flags raised: " + ", ".join(up) + " (see docs/attacks.md)")
     print(path)
     return 0
 
 
 cmd_eval.add_arguments = _args_eval
+
+def _args_perf(p):
+    p.add_argument("--track", required=True, help="the track whose model and evaluation batch are timed")
+    p.add_argument("--checkpoint", default=None, help="trained weights (default: an untrained model of the family)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the track's evaluation batch size")
+    p.add_argument("--steps", type=int, default=10, help="K of PGD-K (default 10)")
+    p.add_argument("--apgd-steps", type=int, default=10, help="APGD iterations (default 10)")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved rounds after a warm-up (median kept)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--no-peers", action="store_true", help="skip torchattacks / ART")
+    p.add_argument("--out", default=None, help="default: results/perf/<track>.json")
+    _common(p)
+
+
+def cmd_perf(args) -> int:
+    import torch
+
+    from bench.perf import perf_track, table
+
+    track = _track(args.track)
+    if args.steps < 1 or args.apgd_steps < 1 or args.repeats < 1:
+        raise UserError("--steps, --apgd-steps and --repeats must be >= 1")
+    if args.checkpoint and not Path(args.checkpoint).exists():
+        raise UserError(f"checkpoint not found: {args.checkpoint}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    doc, path = perf_track(track, checkpoint=args.checkpoint, batch_size=args.batch_size, steps=args.steps,
+                           apgd_steps=args.apgd_steps, repeats=args.repeats, device=args.device,
+                           peers=not args.no_peers, out=args.out, results=args.results, log=_log)
+    print(table(doc))
+    print(path)
+    return 0
+
+
+cmd_perf.add_arguments = _args_perf
 
 LISTABLE = ("tracks", "recipes", "attacks", "suites", "models", "datasets", "domains", "losses")
 
@@ -261,7 +306,8 @@ for _name, _help, _fn in (("run", "train + evaluate recipes on a track (or 'quic
                           ("eval", "evaluate a checkpoint on a track, write the result file", cmd_eval),
                           ("ls", "list tracks, recipes, attacks, models, datasets, ...", cmd_ls),
                           ("validate", "check result files against the schema and consistency rules", cmd_validate),
-                          ("data", "fetch a dataset into the cache", cmd_data)):
+                          ("data", "fetch a dataset into the cache", cmd_data),
+                          ("perf", "time our attacks against the gradient limit and the peers", cmd_perf)):
     command(_name, _help)(_fn)
 
 

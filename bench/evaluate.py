@@ -48,6 +48,8 @@ class EvalReport:
     cascade: bool
     seconds: float
     attack_seconds: dict[str, float] = field(default_factory=dict)
+    #: remarks of the attacks (e.g. "DLR needs >= 3 classes; used the margin loss")
+    notes: list[str] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -219,7 +221,8 @@ def evaluate(model: nn.Module, x: Any, y: Any, threat: ThreatModel, suite: str |
         clean, per, worst, units = _gather(positions, clean, per, worst, units)
     if resume_path is not None and resume_path.exists():
         resume_path.unlink()
-    return EvalReport(threat, specs, clean, per, worst, units, cascade, time.perf_counter() - t0, secs)
+    notes = sorted({note for _, a in attacks for note in getattr(a, "notes", ())})
+    return EvalReport(threat, specs, clean, per, worst, units, cascade, time.perf_counter() - t0, secs, notes)
 
 
 def evaluate_union(model: nn.Module, x: Any, y: Any, threats: list[ThreatModel], suite: str | list = "pgd",

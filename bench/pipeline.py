@@ -21,6 +21,7 @@ from bench.provenance import config_hash, provenance
 from bench.registry import MODELS, RECIPES
 from bench.results import SCHEMA_VERSION, bits, write_result
 from bench.rng import seed_everything
+from bench.sanity import compute_flags
 from bench.task import TaskModel
 from bench.threat import ThreatModel
 from bench.tracks import Track
@@ -145,6 +146,7 @@ def result_document(track: Track, report: EvalReport, *, model: str, defense: st
             "attacks": {k: bits(v == 0) for k, v in report.attack_errors.items()},
         },
         "flags": flags or {},
+        "notes": list(report.notes),
         "cost": {
             "train_seconds": float(ckpt_config.get("train_seconds", 0.0)),
             "eval_seconds": float(eval_seconds),
@@ -161,7 +163,8 @@ def result_document(track: Track, report: EvalReport, *, model: str, defense: st
 
 def eval_track(track: Track, checkpoint: str | Path, *, suite: Any = None, seed: int = 0,
                results: str | Path = "results", n: int | None = None, device: str | None = None,
-               eps_sweep: bool = True, progress: bool = True, out: str | Path | None = None) -> Path:
+               eps_sweep: bool = True, progress: bool = True, out: str | Path | None = None,
+               flags: bool = True, cascade: bool | None = None) -> Path:
     """Evaluate a checkpoint on the track's fixed subset and write the result file atomically."""
     ckpt_config = read_checkpoint_config(checkpoint)
     if ckpt_config.get("model") != track.model:
@@ -181,10 +184,12 @@ def eval_track(track: Track, checkpoint: str | Path, *, suite: Any = None, seed:
     ckpt_sha = sha256_file(weights)
     partial = weights.with_name(weights.stem + f".eval-{track.threat.id}.partial.json")
     report = evaluate(model, data.inputs, data.y, track.threat, suite, batch_size=track.eval_batch_size,
-                      cascade=track.cascade, seed=seed, device=dev, index=idx, progress=progress,
-                      resume_file=partial, resume_key=f"{ckpt_sha}/{track.id}")
+                      cascade=track.cascade if cascade is None else cascade, seed=seed, device=dev, index=idx,
+                      progress=progress, resume_file=partial, resume_key=f"{ckpt_sha}/{track.id}")
     sweep = _sweep(model, data.inputs, data.y, idx, track, track.sweep_suite or suite, seed, dev,
                    headline=report, headline_suite=suite) if eps_sweep and track.eps_sweep else None
+    flag_doc = compute_flags(model, data.inputs, data.y, track.threat, report, eps_sweep=sweep, device=dev,
+                             index=idx, seed=seed, batch_size=track.eval_batch_size) if flags else {}
     seconds = time.perf_counter() - t0
     from bench.evaluate import _rank_world
 
@@ -192,5 +197,5 @@ def eval_track(track: Track, checkpoint: str | Path, *, suite: Any = None, seed:
         return Path(out) if out else Path(results)  # only rank 0 writes results
     doc = result_document(track, report, model=track.model, defense=ckpt_config["recipe"], seed=seed,
                           ckpt_config=ckpt_config, checkpoint_sha256=ckpt_sha,
-                          eval_seconds=seconds, device=dev, eps_sweep=sweep)
+                          eval_seconds=seconds, device=dev, eps_sweep=sweep, flags=flag_doc)
     return write_result(doc, root=results, path=out)

@@ -37,4 +37,12 @@ def resolve_suite(suite: str | list | tuple) -> tuple[AttackSpec, ...]:
 
 SUITES.register("pgd", (AttackSpec("fgsm", "fgsm"),
                         AttackSpec("pgd-20", "pgd", {"steps": 20, "restarts": 1})))
+#: AutoAttack's "fast" subset: the two gradient attacks that find almost everything.
+SUITES.register("fast", (AttackSpec("apgd-ce", "apgd", {"steps": 100, "loss": "ce"}),
+                         AttackSpec("apgd-t", "apgd-t", {"steps": 100, "targets": 9, "loss": "dlr"})))
+#: AutoAttack's standard version without FAB-T (Croce & Hein 2020): APGD-CE,
+#: APGD-T (targeted DLR, 9 target classes), Square with 5,000 queries.
+SUITES.register("standard", (AttackSpec("apgd-ce", "apgd", {"steps": 100, "loss": "ce"}),
+                             AttackSpec("apgd-t", "apgd-t", {"steps": 100, "targets": 9, "loss": "dlr"}),
+                             AttackSpec("square", "square", {"queries": 5000, "p_init": 0.8})))
 SUITES.register("pgd-restarts", (AttackSpec("pgd-50x5", "pgd", {"steps": 50, "restarts": 5}),))

@@ -39,8 +39,8 @@ def test_fgsm_training_overfits_catastrophically_on_mnist5k():
     assert m["per_attack"]["pgd-20"] < 0.25
     from bench.sanity import single_step_gap
 
-    flag = single_step_gap(m)
-    assert flag["raised"] and flag["value"] > 0.4
+    flag = single_step_gap(rep)
+    assert flag.raised and flag.value > 0.4
 
 
 @pytest.mark.slow

@@ -1,0 +1,141 @@
+"""Every registered attack, on every kind of threat model: stays inside the threat,
+does not mutate its input, and attacking a batch equals attacking its examples one by one.
+
+Parametrized from the ATTACKS registry (register an attack and it is tested here).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import bench.attacks  # noqa: F401  (registration)
+from bench.attacks.apgd import APGD, checkpoints
+from bench.attacks.square import grid_shape, p_at, pseudo_gaussian, window
+from bench.registry import ATTACKS
+from bench.task import Context, TaskModel
+from bench.threat import ThreatModel
+
+#: small budgets so the whole matrix runs in seconds
+FAST = {"pgd": {"steps": 3}, "apgd": {"steps": 6}, "apgd-t": {"steps": 6, "targets": 2},
+        "square": {"queries": 25}}
+
+
+class RowTokens(TaskModel):
+    """Digits seen as a sequence: each of the 8 image rows is a token of 8 values
+    (a non-image z of shape (B, L, D) with a per-token threat and a mask)."""
+
+    def __init__(self, image_model):
+        super().__init__(image_model)
+
+    def forward(self, z, ctx=None):
+        return self.net(z.unsqueeze(1))
+
+
+def _setups(model, x, y):
+    """(name, task model, z, ctx, threat) for each kind of threat model."""
+    idx = torch.arange(100, 100 + len(y))
+    tok = RowTokens(model).eval()
+    zt = x[:, 0].clone()
+    mask = torch.ones_like(zt[..., :1])
+    mask[:, 0] = 0  # the first token may never move (like [CLS])
+    return [
+        ("linf-abs", model, x, Context(index=idx), ThreatModel("linf", 0.2)),
+        ("l2-abs", model, x, Context(index=idx), ThreatModel("l2", 1.0)),
+        ("snr-db", model, x, Context(index=idx), ThreatModel("l2", 20.0, scale="snr-db")),
+        ("token-l2", tok, zt, Context(mask=mask, eps_scale=2.0, index=idx),
+         ThreatModel("l2", 0.3, space="embedding", scale="relative", per="token", bounds=None)),
+        ("token-linf", tok, zt, Context(mask=mask, eps_scale=2.0, index=idx),
+         ThreatModel("linf", 0.1, space="embedding", scale="relative", per="token", bounds=(0.0, 1.0))),
+    ]
+
+
+ATTACK_NAMES = sorted(ATTACKS.names())
+SETUPS = ["linf-abs", "l2-abs", "snr-db", "token-l2", "token-linf"]
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+@pytest.mark.parametrize("name", ATTACK_NAMES)
+def test_attack_contract(name, setup, digits_model, digits_batch):
+    x, y = digits_batch
+    x, y = x[:12], y[:12]
+    _, tm, z, ctx, threat = next(s for s in _setups(digits_model, x, y) if s[0] == setup)
+    attack = ATTACKS.get(name)(**FAST.get(name, {}))
+    z_before = z.clone()
+    tm.train()
+    z_adv = attack.run(tm, z, ctx, y, threat)
+    assert tm.training, "the attack must restore the model's mode"
+    tm.eval()
+    assert torch.equal(z, z_before), "the attack mutated its input"
+    assert z_adv.shape == z.shape and not z_adv.requires_grad
+    assert bool(threat.contains(z_adv, z, ctx).all())
+    if ctx.mask is not None:
+        assert torch.equal(z_adv[:, 0], z[:, 0]), "a masked position moved"
+    if getattr(attack, "per_example", True):
+        one = torch.cat([attack.run(tm, z[i:i + 1], ctx.select(torch.tensor([i])), y[i:i + 1], threat)
+                         for i in (0, 5, 11)])
+        assert torch.allclose(one, z_adv[[0, 5, 11]], atol=1e-5), "batch result differs from one by one"
+
+
+@pytest.mark.parametrize("name", ["apgd", "apgd-t", "square"])
+def test_attack_lowers_accuracy(name, digits_model, digits_batch):
+    x, y = digits_batch
+    ctx = Context(index=torch.arange(len(y)))
+    params = {"apgd": {"steps": 20}, "apgd-t": {"steps": 20, "targets": 3}, "square": {"queries": 300}}[name]
+    z_adv = ATTACKS.get(name)(**params).run(digits_model, x, ctx, y, ThreatModel("linf", 0.2))
+    with torch.no_grad():
+        clean = (digits_model(x).argmax(1) == y).float().mean()
+        adv = (digits_model(z_adv).argmax(1) == y).float().mean()
+    assert clean > 0.85
+    assert adv < clean - 0.3, f"{name} barely changed accuracy ({clean:.2f} -> {adv:.2f})"
+
+
+def test_apgd_at_least_as_strong_as_pgd(digits_model, digits_batch):
+    x, y = digits_batch
+    ctx = Context(index=torch.arange(len(y)))
+    threat = ThreatModel("linf", 0.1)
+    acc = {}
+    for name, params in [("pgd", {"steps": 20}), ("apgd", {"steps": 20, "loss": "ce"})]:
+        z_adv = ATTACKS.get(name)(**params).run(digits_model, x, ctx, y, threat)
+        with torch.no_grad():
+            acc[name] = float((digits_model(z_adv).argmax(1) == y).float().mean())
+    assert acc["apgd"] <= acc["pgd"] + 1 / len(y)
+
+
+def test_apgd_checkpoints_follow_the_paper():
+    # p = 0, .22, .41, .57, .70, .80, .87, .93, .99 (Croce & Hein 2020, §3.2)
+    assert checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
+    assert checkpoints(1000)[:3] == [220, 410, 570]
+
+
+def test_dlr_falls_back_on_two_classes(digits_batch):
+    torch.manual_seed(0)
+    x, y = digits_batch
+    y2 = (y >= 5).long()
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
+    attack = APGD(steps=3, loss="dlr")
+    z_adv = attack.run(TaskModel(net), x, Context(index=torch.arange(len(y))), y2, ThreatModel("linf", 0.1))
+    assert z_adv.shape == x.shape
+    assert any("margin" in n and "3 classes" in n for n in attack.notes), attack.notes
+
+
+def test_square_schedule_and_windows():
+    assert p_at(0.8, 0, 5000) == 0.8
+    assert p_at(0.8, 6, 5000) == 0.4        # past 10/10000 of the budget
+    assert p_at(0.8, 4999, 5000) == 0.8 / 512
+    assert window(0.8, 28, 28) == (25, 25)  # square, smaller than the image
+    assert window(0.01, 1, 16000) == (1, 160)  # 1-D signal: a segment of p·T samples
+    h, w = window(0.1, 8, 384)               # tokens × embedding: area ≈ p·L·D
+    assert h <= 7 and abs(h * w - 0.1 * 8 * 384) / (0.1 * 8 * 384) < 0.2
+    assert grid_shape((3, 32, 32)) == (3, 32, 32) and grid_shape((16000,)) == (1, 1, 16000)
+    bump = pseudo_gaussian(6, 6)
+    assert abs(float(bump.norm()) - 1) < 1e-5 and bump[:, :3].sum() > 0 > bump[:, 3:].sum()
+
+
+@pytest.mark.parametrize("name", ATTACK_NAMES)
+def test_eps_zero_returns_the_clean_input(name, digits_model, digits_batch):
+    x, y = digits_batch
+    attack = ATTACKS.get(name)(**FAST.get(name, {}))
+    z_adv = attack.run(digits_model, x[:8], Context(index=torch.arange(8)), y[:8], ThreatModel("linf", 0.0))
+    assert torch.equal(z_adv, x[:8])

@@ -1,0 +1,107 @@
+"""Differential tests against the peers (extra ``peers``: torchattacks, ART).
+
+On one trained MNIST-5k checkpoint (LeNet, 3 epochs of PGD-AT, trained here)
+and the track's first 500 evaluation images at Linf 0.3: our PGD, APGD-CE and
+Square give a robust accuracy within 1.0 point of torchattacks' (PGD also of
+ART's), and our ``standard`` suite is at most 0.5 point above torchattacks'
+AutoAttack (standard version), i.e. at least as strong up to half a point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from bench.checkpoint import load_checkpoint
+from bench.evaluate import evaluate
+from bench.pipeline import train_track
+from bench.registry import ATTACKS
+from bench.task import Context
+from bench.threat import ThreatModel
+from bench.tracks import get_track
+
+torchattacks = pytest.importorskip("torchattacks")
+pytest.importorskip("art")
+
+pytestmark = pytest.mark.slow
+
+EPS = 0.3
+N = 500
+TOL = 0.010  # one point
+
+
+@pytest.fixture(scope="module")
+def mnist(tmp_path_factory):
+    torch.set_num_threads(1)
+    track = get_track("image-mnist5k-linf-0.3")
+    track = replace(track, model="lenet", train=replace(track.train, epochs=3, eps_ramp_epochs=1))
+    ckpt = train_track(track, "pgd-at", out=tmp_path_factory.mktemp("mnist") / "model.safetensors",
+                       progress=False, log=lambda s: None)
+    model = load_checkpoint(ckpt).eval()
+    x, y = track.test_data()
+    return model, x[:N], y[:N]
+
+
+def _acc(model, xa, y) -> float:
+    with torch.no_grad():
+        return float((model(xa).argmax(1) == y).float().mean())
+
+
+def _ours(model, x, y, name, **params) -> float:
+    z = ATTACKS.get(name)(**params).run(model, x, Context(index=torch.arange(len(y))), y, ThreatModel("linf", EPS))
+    return _acc(model, z, y)
+
+
+def test_model_is_worth_attacking(mnist):
+    model, x, y = mnist
+    assert _acc(model, x, y) > 0.8
+
+
+def test_pgd_matches_torchattacks_and_art(mnist):
+    import numpy as np
+    from art.attacks.evasion import ProjectedGradientDescentPyTorch
+    from art.estimators.classification import PyTorchClassifier
+
+    model, x, y = mnist
+    steps, alpha = 20, 2.5 * EPS / 20
+    ours = _ours(model, x, y, "pgd", steps=steps, step_size=alpha)
+    torch.manual_seed(0)
+    ta = _acc(model, torchattacks.PGD(model, eps=EPS, alpha=alpha, steps=steps, random_start=True)(x, y), y)
+    est = PyTorchClassifier(model, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 28, 28), nb_classes=10,
+                            clip_values=(0.0, 1.0), device_type="cpu")
+    np.random.seed(0)
+    art = ProjectedGradientDescentPyTorch(est, norm=np.inf, eps=EPS, eps_step=alpha, max_iter=steps,
+                                         num_random_init=1, batch_size=N, verbose=False)
+    art_acc = _acc(model, torch.from_numpy(art.generate(x.numpy(), y.numpy())), y)
+    print(f"PGD-{steps}: ours {ours:.3f} torchattacks {ta:.3f} ART {art_acc:.3f}")
+    assert 0.05 < ours < 0.95
+    assert abs(ours - ta) <= TOL + 1e-9
+    assert abs(ours - art_acc) <= TOL + 1e-9
+
+
+def test_apgd_ce_matches_torchattacks(mnist):
+    model, x, y = mnist
+    ours = _ours(model, x, y, "apgd", steps=25, loss="ce")
+    ta = _acc(model, torchattacks.APGD(model, norm="Linf", eps=EPS, steps=25, n_restarts=1, loss="ce", seed=0)(x, y), y)
+    print(f"APGD-CE-25: ours {ours:.3f} torchattacks {ta:.3f}")
+    assert abs(ours - ta) <= TOL + 1e-9
+
+
+def test_square_matches_torchattacks(mnist):
+    model, x, y = mnist
+    ours = _ours(model, x, y, "square", queries=300, p_init=0.8)
+    ta = _acc(model, torchattacks.Square(model, norm="Linf", eps=EPS, n_queries=300, n_restarts=1, p_init=0.8,
+                                         seed=0)(x, y), y)
+    print(f"Square-300: ours {ours:.3f} torchattacks {ta:.3f}")
+    assert abs(ours - ta) <= TOL + 1e-9
+
+
+def test_standard_suite_at_least_as_strong_as_autoattack(mnist):
+    model, x, y = mnist
+    ours = evaluate(model, x, y, ThreatModel("linf", EPS), "standard", cascade=True).metrics()["robust_accuracy"]
+    aa = torchattacks.AutoAttack(model, norm="Linf", eps=EPS, version="standard", n_classes=10, seed=0)
+    ta = _acc(model, aa(x, y), y)
+    print(f"standard: ours {ours:.3f} torchattacks AutoAttack {ta:.3f}")
+    assert ours <= ta + 0.005 + 1e-9
