@@ -197,7 +197,34 @@ def _args_perf(p):
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--no-peers", action="store_true", help="skip torchattacks / ART")
     p.add_argument("--out", default=None, help="default: results/perf/<track>.json")
+    p.add_argument("--training", action="store_true",
+                   help="instead: seconds per epoch of each recipe relative to ERM (interleaved)")
+    p.add_argument("--recipes", default="erm,fgsm-rs,free,pgd-at,trades,mart",
+                   help="with --training: recipes to time (default erm,fgsm-rs,free,pgd-at,trades,mart)")
+    p.add_argument("--batches", type=int, default=8, help="with --training: minibatches timed per recipe and round")
     _common(p)
+
+
+def _perf_training(args, track) -> int:
+    from bench.checkpoint import atomic_write_bytes
+    from bench.perf_training import training_costs
+    from bench.provenance import device_description, provenance
+    from bench.registry import RECIPES
+
+    recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
+    for r in recipes:
+        RECIPES.get(r)
+    rows = training_costs(track, recipes, batches=args.batches, rounds=args.repeats, seed=args.seed,
+                          device=args.device)
+    print(f"{'recipe':10s} {'s/epoch':>9s} {'x ERM':>7s}")
+    for r in rows:
+        print(f"{r['recipe']:10s} {r['seconds_per_epoch']:9.2f} {r['ratio_to_erm']:7.2f}")
+    doc = {"track": track.id, "kind": "training", "rows": rows, "machine": device_description(args.device),
+           "provenance": provenance(device=args.device, seed=args.seed)}
+    path = Path(args.out) if args.out else Path(args.results) / "perf" / f"{track.id}-training.json"
+    atomic_write_bytes(path, (json.dumps(doc, indent=2) + "\n").encode())
+    print(path)
+    return 0
 
 
 def cmd_perf(args) -> int:
@@ -206,12 +233,16 @@ def cmd_perf(args) -> int:
     from bench.perf import perf_track, table
 
     track = _track(args.track)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.training:
+        if args.batches < 1 or args.repeats < 1:
+            raise UserError("--batches and --repeats must be >= 1")
+        return _perf_training(args, track)
     if args.steps < 1 or args.apgd_steps < 1 or args.repeats < 1:
         raise UserError("--steps, --apgd-steps and --repeats must be >= 1")
     if args.checkpoint and not Path(args.checkpoint).exists():
         raise UserError(f"checkpoint not found: {args.checkpoint}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     doc, path = perf_track(track, checkpoint=args.checkpoint, batch_size=args.batch_size, steps=args.steps,
                            apgd_steps=args.apgd_steps, repeats=args.repeats, device=args.device,
                            peers=not args.no_peers, out=args.out, results=args.results, log=_log)

@@ -33,7 +33,7 @@ def training_costs(track: Track, recipes: list[str], *, batches: int = 8, rounds
     part = data.subset(torch.arange(min(len(data), batches * bs)))
     built = {name: make_recipe(track, name)[0] for name in recipes}
     times: dict[str, list[float]] = {name: [] for name in recipes}
-    for _ in range(rounds):
+    for r in range(rounds + 1):  # round 0 warms up (allocator, kernels) and is not counted
         for name in recipes:
             torch.manual_seed(seed)
             model = build_model(track, data)
@@ -42,8 +42,10 @@ def training_costs(track: Track, recipes: list[str], *, batches: int = 8, rounds
             cfg = TrainConfig(epochs=rec.replay if rec.replay > 1 else 1, batch_size=bs, lr=track.train.lr,
                               optimizer=track.train.optimizer, seed=seed, device=device)
             t0 = time.perf_counter()
-            train(model, part, rec, track.threat, cfg, progress=False)
-            times[name].append(time.perf_counter() - t0)
+            train(model, part if r else part.subset(torch.arange(min(len(part), bs))), rec, track.threat, cfg,
+                  progress=False)
+            if r:
+                times[name].append(time.perf_counter() - t0)
     scale = len(data) / len(part)
     erm = statistics.median(times["erm"]) * scale
     out = []

@@ -161,3 +161,19 @@ def test_plugin_recipe_from_outside_the_package(tmp_path, monkeypatch, digits_da
     cfg = json.loads(ckpt.with_suffix(".json").read_text())
     assert cfg["recipe"] == "my-fgsm-half" and cfg["recipe_params"] == {"scale": 0.5}
     sys.modules.pop("my_defense", None)
+
+
+def test_perf_training_writes_ratios(tmp_path, capsys):
+    from bench.cli import main
+
+    rc = main(["perf", "--training", "--track", "image-digits-linf-0.2", "--recipes", "fgsm-rs,free",
+               "--batches", "1", "--repeats", "1", "--results", str(tmp_path)])
+    assert rc == 0
+    import json
+
+    doc = json.loads((tmp_path / "perf" / "image-digits-linf-0.2-training.json").read_text())
+    rows = {r["recipe"]: r for r in doc["rows"]}
+    assert set(rows) == {"erm", "fgsm-rs", "free"}
+    assert rows["erm"]["ratio_to_erm"] == 1.0
+    assert rows["free"]["replay"] == 4
+    assert all(r["seconds_per_epoch"] > 0 for r in rows.values())
