@@ -8,6 +8,7 @@ The browser driver is a few dozen lines over Chromium's DevTools protocol
 from __future__ import annotations
 
 import base64
+import copy
 import functools
 import http.server
 import json
@@ -20,6 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -35,6 +37,8 @@ def chromium_binary() -> str | None:
             return found
     return None
 
+
+from leaderboard.aggregate import row_of
 
 # ------------------------------------------------------------------ real results
 @pytest.fixture(scope="session")
@@ -60,6 +64,24 @@ def digits_results(tmp_path_factory) -> Path:
                            log=lambda *_: None)
         eval_track(track, ckpt, seed=0, results=results, n=120, device="cpu", progress=False)
     return results
+
+
+XSS = "<script>alert(1)</script>"
+
+
+@pytest.fixture(scope="session")
+def xss_frame(digits_results):
+    """A real result whose untrusted strings (model, attack, flag, device, commit) are all markup."""
+    doc = json.loads((digits_results / "image/digits/linf-0.2/smallcnn__pgd-at.json").read_text())
+    doc = copy.deepcopy(doc)
+    doc["model"] = XSS
+    doc["metrics"]["per_attack"]['<img src=x onerror="alert(2)">'] = doc["metrics"]["per_attack"]["fgsm"]
+    doc["flags"]["zero-gradients"] = {"value": 0.5, "raised": True, "explanation": "</span><script>alert(3)</script>"}
+    doc["provenance"]["device"] = "cpu <b>bold</b> & \"quoted\" 'x'"
+    doc["provenance"]["git_commit"] = '"><svg onload=alert(4)>'
+    row = row_of(doc, "x.json")
+    row["rank"] = 1
+    return pd.DataFrame([row])
 
 
 # ------------------------------------------------------------------ browser
