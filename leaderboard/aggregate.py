@@ -26,7 +26,8 @@ BASE_COLUMNS = [
 ]
 TAIL_COLUMNS = [
     "clean_accuracy", "robust_accuracy", "clean_wer", "robust_wer",
-    "train_seconds", "eval_seconds", "train_epochs", "flags", "flag_details", "eps_sweep",
+    "train_seconds", "eval_seconds", "train_epochs", "flags", "flag_details", "eps_sweep", "sweep_metric",
+    "attack_metric",
     "version", "commit", "seed", "checkpoint_sha256", "device", "torch_version", "timestamp", "config_hash", "path",
 ]
 
@@ -56,9 +57,12 @@ def row_of(doc: dict[str, Any], rel_path: str) -> dict[str, Any]:
     m, cost, prov = doc["metrics"], doc["cost"], doc["provenance"]
     metric = metric_of(doc)
     wer = metric == "wer"
-    per_attack = (m.get("per_attack_wer") or m["per_attack"]) if wer else m["per_attack"]
+    attack_wer = wer and bool(m.get("per_attack_wer"))
+    per_attack = m["per_attack_wer"] if attack_wer else m["per_attack"]
     raised = sorted(k for k, v in (doc.get("flags") or {}).items() if v.get("raised"))
-    sweep = sorted((float(p["eps"]), float(p["robust_accuracy"])) for p in m.get("eps_sweep") or [])
+    points = m.get("eps_sweep") or []
+    sweep_wer = wer and bool(points) and all(isinstance(p.get("robust_wer"), (int, float)) for p in points)
+    sweep = sorted((float(p["eps"]), float(p["robust_wer"] if sweep_wer else p["robust_accuracy"])) for p in points)
     row = {
         "domain": doc["domain"], "track": doc["track"], "dataset": doc["dataset"], "threat": doc["threat"]["id"],
         "norm": doc["threat"]["norm"], "eps": float(doc["threat"]["eps"]), "metric": metric,
@@ -74,7 +78,8 @@ def row_of(doc: dict[str, Any], rel_path: str) -> dict[str, Any]:
         "flag_details": json.dumps({k: {"value": doc["flags"][k].get("value"),
                                         "explanation": explain(k, doc["flags"][k])} for k in raised},
                                    sort_keys=True),
-        "eps_sweep": json.dumps(sweep),
+        "eps_sweep": json.dumps(sweep), "sweep_metric": "wer" if sweep_wer else "accuracy",
+        "attack_metric": "wer" if attack_wer else "accuracy",
         "version": prov.get("xrobust_version"), "commit": prov.get("git_commit"),
         "seed": doc["seed"], "checkpoint_sha256": prov.get("checkpoint_sha256"), "device": prov.get("device"),
         "torch_version": prov.get("torch_version"), "timestamp": prov.get("timestamp"),

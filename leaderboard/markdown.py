@@ -41,6 +41,13 @@ def cross_cell(robust: float, clean: float) -> str:
     return f"{pct(robust)} ({pct(clean)})"
 
 
+def attack_unit(sub: pd.DataFrame) -> str:
+    """Suffix for per-attack headers of WER tracks: " WER" when every row reports per-attack WER, else " acc"."""
+    if not len(sub) or (sub["metric"] != "wer").any():
+        return ""
+    return " WER" if (sub["attack_metric"] == "wer").all() else " acc"
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -65,7 +72,7 @@ def track_markdown(df: pd.DataFrame, track: str) -> str:
     wer = sub["metric"].iloc[0] == "wer"
     unit = "WER %" if wer else "%"
     header = ["rank", "model", "defense", f"clean {unit}", f"robust {unit}"] \
-        + [md(a.split(":", 1)[1]) for a in attacks] + ["train s", "flags"]
+        + [md(a.split(":", 1)[1]) + attack_unit(sub) for a in attacks] + ["train s", "flags"]
     rows = []
     for r in sub.to_dict("records"):
         rows.append([str(r["rank"]), md(r["model"]), md(r["defense"]), pct(r["clean"]), pct(r["robust"])]

@@ -35,6 +35,7 @@ def eps_curve(df: pd.DataFrame, track: str, path: Path) -> Path | None:
     """Robust accuracy vs eps for every result of ``track`` that has an eps sweep; None when none has."""
     sub = df[df["track"] == track]
     curves = [(r["model"], r["defense"], json.loads(r["eps_sweep"])) for r in sub.to_dict("records")]
+    what = "WER" if (sub["sweep_metric"] == "wer").all() else "robust accuracy"
     curves = [c for c in curves if c[2]]
     if not curves:
         return None
@@ -43,9 +44,10 @@ def eps_curve(df: pd.DataFrame, track: str, path: Path) -> Path | None:
         ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=label(f"{defense} ({model})"))
     ax.axvline(float(sub["eps"].iloc[0]), color="grey", linestyle=":", label="track eps")
     ax.set_xlabel("eps" + (" (dB SNR; larger = weaker attack)" if str(sub["threat"].iloc[0]).endswith("db") else ""))
-    ax.set_ylabel("robust accuracy (%)")
-    ax.set_ylim(-2, 102)
-    ax.set_title(label(f"{track}: robust accuracy vs eps"))
+    ax.set_ylabel("WER under attack (%)" if what == "WER" else "robust accuracy (%)")
+    if what != "WER":  # WER may exceed 100 %
+        ax.set_ylim(-2, 102)
+    ax.set_title(label(f"{track}: {what} vs eps"))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)

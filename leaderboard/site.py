@@ -18,7 +18,7 @@ import pandas as pd
 
 from leaderboard.aggregate import attack_columns, cross_domain, tracks
 from leaderboard.flags import FLAG_EXPLANATIONS
-from leaderboard.markdown import pct, seconds
+from leaderboard.markdown import attack_unit, pct, seconds
 
 CSP = ("default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
        "base-uri 'none'; form-action 'none'")
@@ -32,7 +32,7 @@ th{background:#f2f2f2;cursor:pointer;user-select:none;white-space:nowrap}
 th[aria-sort=ascending]::after{content:" \\25B2"} th[aria-sort=descending]::after{content:" \\25BC"}
 td.t,th.t{text-align:left} tr:nth-child(even) td{background:#fafafa}
 .badge{display:inline-block;background:#c0392b;color:#fff;border-radius:.6rem;padding:0 .5rem;font-size:.8rem;
-margin:0 .15rem .15rem 0;cursor:help}
+margin:0 .15rem .15rem 0;cursor:help;white-space:nowrap}
 .prov{font-family:ui-monospace,monospace;font-size:.8rem;color:#444}
 .plots img{max-width:48%;margin:.5rem 1% .5rem 0;border:1px solid #ddd}
 .note{color:#555;font-size:.9rem;max-width:60rem} .bad{color:#c0392b}
@@ -145,7 +145,7 @@ def track_table_html(sub: pd.DataFrame) -> str:
     attacks = attack_columns(sub)
     unit = "WER %" if sub["metric"].iloc[0] == "wer" else "%"
     header = [("rank", ""), ("model", "t"), ("defense", "t"), (f"clean {unit}", ""), (f"robust {unit}", "")] \
-        + [(e(a.split(":", 1)[1]), "") for a in attacks] \
+        + [(e(a.split(":", 1)[1] + attack_unit(sub)), "") for a in attacks] \
         + [("train s", ""), ("eval s", ""), ("flags", "t"), ("provenance", "t")]
     rows = []
     for r in sub.to_dict("records"):
@@ -213,8 +213,8 @@ def track_html(df: pd.DataFrame, track: str, plot: str | None) -> str:
     body = ['<nav><a href="index.html">← leaderboard</a></nav>', f"<h1>{e(track)}</h1>",
             f'<p class="sub">domain {e(first["domain"])} · dataset {e(first["dataset"])} · threat {e(first["threat"])}'
             f' · metric {e(first["metric"])} · n {e(int(first["n"]))}</p>',
-            '<p class="note">Per-attack columns: accuracy under that attack alone; robust = worst case per example '
-            "over all of them. Provenance: package version, git commit, seed, checkpoint sha256, device, time.</p>",
+            '<p class="note">Per-attack columns: accuracy (or WER, when marked) under that attack alone; robust = '
+            "worst case per example over all of them. Provenance: package version, git commit, seed, checkpoint sha256, device, time.</p>",
             track_table_html(sub)]
     if plot:
         body.append(f'<div class="plots"><img src="{e(plot)}" alt="{e(track)}: robust accuracy vs eps"></div>')
