@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 import json
 import math
-from pathlib import Path
 from urllib.parse import quote
 
 import pandas as pd

@@ -12,7 +12,6 @@ import copy
 import functools
 import http.server
 import json
-import os
 import shutil
 import subprocess
 import tempfile

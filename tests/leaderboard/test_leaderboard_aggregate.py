@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import copy
 import json
-import math
 import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from bench.cli import COMMANDS, build_parser, main
-from leaderboard.aggregate import collect, cross_domain, row_of
+from leaderboard.aggregate import collect, cross_domain
 from leaderboard.build import build
 from leaderboard.markdown import leaderboard_markdown
 from leaderboard.site import index_html, track_html
@@ -127,3 +124,11 @@ def test_untrusted_strings_are_escaped(xss_frame):
     assert "&lt;img src=x onerror=&quot;alert(2)&quot;&gt;" in page
     assert "&lt;script&gt;alert(3)&lt;/script&gt;" in page  # inside the badge's title attribute
     assert "<script>" not in md and "&lt;script&gt;alert(1)&lt;/script&gt;" in md
+
+
+def test_empty_results_build_an_empty_site(tmp_path, capsys):
+    (tmp_path / "results").mkdir()
+    assert main(["leaderboard", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "site")]) == 0
+    assert "No valid result files yet." in (tmp_path / "site" / "index.html").read_text()
+    assert "No valid result files yet." in (tmp_path / "results" / "LEADERBOARD.md").read_text()
+    assert "0 results" in capsys.readouterr().err
