@@ -109,6 +109,8 @@ def problems(doc: Any, path: str | Path | None = None) -> list[str]:
         if v + tol < m["robust_accuracy"]:
             out.append(f"metrics/per_attack/{name}: {v} < robust_accuracy {m['robust_accuracy']}"
                        " (the worst case over the suite cannot beat a single attack)")
+    if doc.get("metric") == "wer" and not ("clean_wer" in m and "robust_wer" in m):
+        out.append("metrics: metric is wer but clean_wer / robust_wer are missing")
     if "clean_wer" in m and "robust_wer" in m and m["robust_wer"] + tol < m["clean_wer"]:
         out.append(f"metrics: robust_wer {m['robust_wer']} < clean_wer {m['clean_wer']}")
     for name, v in (m.get("per_attack_wer") or {}).items():

@@ -56,6 +56,7 @@ CASES = {
     "bitmap-vs-metric": (lambda d: d["per_example"].update(robust="1" * d["n"]), "per_example/robust: "),
     "wer-robust-below-clean": (lambda d: d["metrics"].update(clean_wer=0.30, robust_wer=0.10),
                                "metrics: robust_wer 0.1 < clean_wer 0.3"),
+    "wer-metric-without-wer": (_set(["metric"], "wer"), "metrics: metric is wer but clean_wer / robust_wer are missing"),
     "nan": (_set(["cost", "eval_seconds"], float("nan")), "cost/eval_seconds: not a finite number"),
     "traversal-id": (_set(["defense"], "../../etc"), "defense: '../../etc' is not a safe path segment"),
 }
