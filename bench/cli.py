@@ -1,4 +1,4 @@
-"""The ``xrobust`` command line: run | train | eval | ls | validate | data (+ plug-in verbs).
+"""The ``xrobust`` command line: run | train | eval | ls | validate | submit | data (+ plug-in verbs).
 
 Bad input gives one line on stderr and exit code 2, never a traceback and
 never a partial result file. Verbs from other packages (the leaderboard, perf)
@@ -23,8 +23,11 @@ EXAMPLES = """examples:
   xrobust train --track image-mnist5k-linf-0.3 --recipe pgd-at --epochs 10
   xrobust eval --track image-mnist5k-linf-0.3 --checkpoint runs/image-mnist5k-linf-0.3/pgd-at-s0/model.safetensors
   xrobust ls tracks
-  xrobust validate results/**/*.json
+  xrobust validate results/
+  xrobust submit my-result.json --checkpoint runs/.../model.safetensors
   xrobust perf --track image-mnist5k-linf-0.3 --checkpoint runs/image-mnist5k-linf-0.3/pgd-at-s0/model.safetensors
+  xrobust perf --training --track image-mnist5k-linf-0.3
+  xrobust leaderboard
 """
 
 #: verb -> (help, add-arguments function, handler)
@@ -280,6 +283,8 @@ cmd_ls.add_arguments = _args_ls
 
 def _args_validate(p):
     p.add_argument("paths", nargs="+", help="result files or folders")
+    p.add_argument("--no-path-check", dest="check_path", action="store_false",
+                   help="do not require <domain>/<dataset>/<threat-id>/<model>__<defense>.json paths")
 
 
 def cmd_validate(args) -> int:
@@ -300,7 +305,7 @@ def cmd_validate(args) -> int:
             print(f"{f}: not valid JSON ({exc})", file=sys.stderr)
             bad += 1
             continue
-        errs = problems(doc)
+        errs = problems(doc, path=f.resolve() if args.check_path else None)
         for e in errs:
             print(f"{f}: {e}", file=sys.stderr)
         bad += bool(errs)
@@ -311,6 +316,23 @@ def cmd_validate(args) -> int:
 
 
 cmd_validate.add_arguments = _args_validate
+
+
+def _args_submit(p):
+    p.add_argument("file", help="a result file (e.g. written by xrobust eval --out)")
+    p.add_argument("--checkpoint", default=None, help="the evaluated checkpoint; its sha256 is recomputed and checked")
+    p.add_argument("--results", default="results", help="results root (default: results/)")
+    p.add_argument("--replace", action="store_true", help="overwrite an existing result at the canonical path")
+
+
+def cmd_submit(args) -> int:
+    from bench.results import submit_result
+
+    print(submit_result(args.file, args.results, checkpoint=args.checkpoint, replace=args.replace))
+    return 0
+
+
+cmd_submit.add_arguments = _args_submit
 
 
 def _args_data(p):
@@ -337,6 +359,7 @@ for _name, _help, _fn in (("run", "train + evaluate recipes on a track (or 'quic
                           ("eval", "evaluate a checkpoint on a track, write the result file", cmd_eval),
                           ("ls", "list tracks, recipes, attacks, models, datasets, ...", cmd_ls),
                           ("validate", "check result files against the schema and consistency rules", cmd_validate),
+                          ("submit", "validate a result file and place it under results/", cmd_submit),
                           ("data", "fetch a dataset into the cache", cmd_data),
                           ("perf", "time our attacks against the gradient limit and the peers", cmd_perf)):
     command(_name, _help)(_fn)

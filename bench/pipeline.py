@@ -130,6 +130,7 @@ def result_document(track: Track, report: EvalReport, *, model: str, defense: st
     doc = {
         "schema_version": SCHEMA_VERSION,
         "track": track.id,
+        "metric": track.metric,
         "domain": track.domain,
         "dataset": track.dataset,
         "threat": report.threat.to_dict(),

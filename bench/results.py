@@ -32,40 +32,107 @@ def bits(mask: torch.Tensor) -> str:
     return "".join("1" if b else "0" for b in mask.bool().tolist())
 
 
+#: the path components a result's ids become; each must stay one plain path segment
+PATH_IDS = ("domain", "dataset", "threat.id", "model", "defense")
+
+
+def _id_value(doc: dict[str, Any], key: str) -> Any:
+    return doc.get("threat", {}).get("id") if key == "threat.id" else doc.get(key)
+
+
+def unsafe_ids(doc: Any) -> list[str]:
+    """Ids that would not be a single safe path segment (``..``, slashes, hidden names, empty)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("threat", {}), dict):
+        return []
+    out = []
+    for key in PATH_IDS:
+        v = _id_value(doc, key)
+        if v is None:
+            continue
+        if not isinstance(v, str) or not v or v.startswith(".") or "/" in v or "\\" in v or "\0" in v:
+            out.append(f"{key}: {v!r} is not a safe path segment (would escape the results folder)")
+    return out
+
+
 def result_path(root: str | Path, doc: dict[str, Any]) -> Path:
-    """The canonical path of a result under ``root``."""
+    """The canonical path of a result under ``root``.
+
+    Raises :class:`UserError` when an id is not a single plain path segment, so
+    no result can be placed outside ``root`` (path traversal).
+    """
+    bad = unsafe_ids(doc)
+    if bad:
+        raise UserError(f"refusing result: {bad[0]}")
     return (Path(root) / doc["domain"] / doc["dataset"] / doc["threat"]["id"]
             / f"{doc['model']}__{doc['defense']}.json")
 
 
-def problems(doc: Any) -> list[str]:
-    """Every problem with a result document (empty when valid): schema, then consistency."""
+def path_problems(doc: dict[str, Any], path: str | Path) -> list[str]:
+    """Where ``path`` differs from the canonical ``<domain>/<dataset>/<threat-id>/<model>__<defense>.json``."""
+    parts = Path(path).parts
+    want = (str(doc["domain"]), str(doc["dataset"]), str(doc["threat"]["id"]), f"{doc['model']}__{doc['defense']}.json")
+    have = tuple(parts[-4:])
+    if have == want:
+        return []
+    return [f"path: {Path(path)} does not match the ids; expected .../{'/'.join(want)}"]
+
+
+def _flag_raised(doc: dict[str, Any], name: str) -> bool:
+    return bool(((doc.get("flags") or {}).get(name) or {}).get("raised"))
+
+
+def problems(doc: Any, path: str | Path | None = None) -> list[str]:
+    """Every problem with a result document (empty when valid), one line each: schema, then consistency.
+
+    Consistency rules (what a leaderboard relies on): robust <= clean (or the
+    ``robust-above-clean`` flag raised), every per-attack accuracy >= the
+    worst-case robust accuracy, WER under attack >= clean WER, the eps sweep
+    monotone (or ``non-monotone-in-eps`` raised), per-example bitmaps of
+    length n that agree with the metrics, the threat id equal to the id of
+    the threat's parameters, finite numbers, and, when ``path`` is given, the
+    path equal to the canonical one for the ids.
+    """
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(schema())
-    out = []
-    for err in sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path)):
+    out = list(unsafe_ids(doc))
+    for err in sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path]):
         where = "/".join(str(p) for p in err.absolute_path) or "(root)"
         out.append(f"{where}: {err.message}")
     if out or not isinstance(doc, dict):
         return out
     m = doc["metrics"]
     tol = 1e-9
-    if m["robust_accuracy"] > m["clean_accuracy"] + tol:
+    if m["robust_accuracy"] > m["clean_accuracy"] + tol and not _flag_raised(doc, "robust-above-clean"):
         out.append(f"metrics: robust_accuracy {m['robust_accuracy']} > clean_accuracy {m['clean_accuracy']}")
     for name, v in m["per_attack"].items():
         if v + tol < m["robust_accuracy"]:
-            out.append(f"metrics/per_attack/{name}: {v} < robust_accuracy {m['robust_accuracy']}")
+            out.append(f"metrics/per_attack/{name}: {v} < robust_accuracy {m['robust_accuracy']}"
+                       " (the worst case over the suite cannot beat a single attack)")
+    if doc.get("metric") == "wer" and not ("clean_wer" in m and "robust_wer" in m):
+        out.append("metrics: metric is wer but clean_wer / robust_wer are missing")
+    if "clean_wer" in m and "robust_wer" in m and m["robust_wer"] + tol < m["clean_wer"]:
+        out.append(f"metrics: robust_wer {m['robust_wer']} < clean_wer {m['clean_wer']}")
+    for name, v in (m.get("per_attack_wer") or {}).items():
+        if "robust_wer" in m and v > m["robust_wer"] + tol:
+            out.append(f"metrics/per_attack_wer/{name}: {v} > robust_wer {m['robust_wer']}")
     sweep = m.get("eps_sweep") or []
     pts = sorted((p["eps"], p["robust_accuracy"]) for p in sweep)
     decreasing_budget = doc["threat"]["scale"] == "snr-db"  # larger dB = smaller budget
-    flags = doc.get("flags") or {}
     for (e0, a0), (e1, a1) in zip(pts, pts[1:]):
         worse = a1 > a0 + tol if not decreasing_budget else a1 + tol < a0
-        if worse and not flags.get("non-monotone-in-eps", {}).get("raised"):
+        if worse and not _flag_raised(doc, "non-monotone-in-eps"):
             out.append(f"metrics/eps_sweep: robust accuracy not monotone in eps ({e0}: {a0}, {e1}: {a1})"
                        " and flag non-monotone-in-eps not raised")
             break
+    try:
+        from bench.threat import ThreatModel
+
+        tid = ThreatModel.from_dict(doc["threat"]).id
+        if tid != doc["threat"]["id"]:
+            out.append(f"threat/id: {doc['threat']['id']!r} does not match its parameters (expected {tid!r})")
+    except UserError as exc:
+        out.append(f"threat: {exc}")
     pe = doc.get("per_example") or {}
     for key, val in list(pe.items()):
         vals = val.values() if isinstance(val, dict) else [val]
@@ -73,12 +140,16 @@ def problems(doc: Any) -> list[str]:
             if len(v) != doc["n"]:
                 out.append(f"per_example/{key}: {len(v)} outcomes for n={doc['n']}")
                 break
-    if "clean" in pe and "robust" in pe and len(pe["clean"]) == len(pe["robust"]) == doc["n"]:
-        if abs(pe["robust"].count("1") / doc["n"] - m["robust_accuracy"]) > 1e-6:
-            out.append("per_example/robust: does not match metrics/robust_accuracy")
+    for key, metric in (("clean", "clean_accuracy"), ("robust", "robust_accuracy")):
+        v = pe.get(key)
+        if isinstance(v, str) and len(v) == doc["n"] and abs(v.count("1") / doc["n"] - m[metric]) > 1e-6:
+            out.append(f"per_example/{key}: {v.count('1')}/{doc['n']} correct does not match metrics/{metric} "
+                       f"{m[metric]}")
     for k, v in _numbers(doc):
         if isinstance(v, float) and not math.isfinite(v):
             out.append(f"{k}: not a finite number")
+    if path is not None:
+        out.extend(path_problems(doc, path))
     return out
 
 
@@ -113,6 +184,52 @@ def load_result(path: str | Path) -> dict[str, Any]:
         return validate(doc)
     except UserError as exc:
         raise UserError(f"{p}: {exc}") from None
+
+
+def submit_result(source: str | Path, root: str | Path = "results", *, checkpoint: str | Path | None = None,
+                  replace: bool = False) -> Path:
+    """Validate a result file and place it at its canonical path under ``root``.
+
+    With ``checkpoint``, its sha256 is recomputed: it must equal
+    ``provenance.checkpoint_sha256`` when the file names one, and is filled in
+    when the file leaves it null. Refuses ids that would leave ``root``, an
+    existing file unless ``replace``, and never leaves a partial file (the
+    write is a temp file + rename). Returns the placed path.
+    """
+    src = Path(source)
+    try:
+        doc = json.loads(src.read_text())
+    except FileNotFoundError:
+        raise UserError(f"result file not found: {src}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{src}: not valid JSON ({exc})") from None
+    bad = unsafe_ids(doc)
+    if bad:
+        raise UserError(f"{src}: refusing to submit: {bad[0]}")
+    errs = problems(doc)
+    if errs:
+        raise UserError(f"{src}: invalid result: {errs[0]}" + (f" (+{len(errs) - 1} more; run xrobust validate)"
+                                                              if len(errs) > 1 else ""))
+    if checkpoint is not None:
+        from bench.checkpoint import sha256_file
+
+        ck = Path(checkpoint)
+        ck = ck / "model.safetensors" if ck.is_dir() else ck
+        if not ck.is_file():
+            raise UserError(f"checkpoint not found: {checkpoint}")
+        digest = sha256_file(ck)
+        claimed = doc["provenance"].get("checkpoint_sha256")
+        if claimed is not None and claimed != digest:
+            raise UserError(f"checkpoint sha256 {digest[:12]}... does not match the result's "
+                            f"provenance.checkpoint_sha256 {claimed[:12]}...")
+        doc["provenance"]["checkpoint_sha256"] = digest
+    root_dir = Path(root).resolve()
+    target = result_path(root, doc)
+    if not target.resolve().is_relative_to(root_dir):  # e.g. a symlinked folder pointing outside
+        raise UserError(f"refusing to submit: {target} resolves outside {root}")
+    if target.exists() and not replace:
+        raise UserError(f"{target} exists; pass --replace to overwrite it")
+    return write_result(doc, path=target)
 
 
 def write_result(doc: dict[str, Any], root: str | Path = "results", path: str | Path | None = None) -> Path:

@@ -1,0 +1,168 @@
+"""results/ -> pandas DataFrames: a pure, deterministic function of the result files.
+
+One row per result file. Every file is validated first (schema, consistency,
+canonical path); invalid files are left out and reported, never silently
+mixed in. Rows are sorted by domain, track, rank, model and defense, so the
+same files always give the same frame (and the same site).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.results import problems
+from leaderboard.flags import explain
+
+#: columns every results frame has, in order (per-attack columns ``attack:<name>`` follow ``robust``)
+BASE_COLUMNS = [
+    "domain", "track", "dataset", "threat", "norm", "eps", "metric", "higher_is_better", "rank",
+    "model", "defense", "n", "clean", "robust",
+]
+TAIL_COLUMNS = [
+    "clean_accuracy", "robust_accuracy", "clean_wer", "robust_wer",
+    "train_seconds", "eval_seconds", "train_epochs", "flags", "flag_details", "eps_sweep", "sweep_metric",
+    "attack_metric",
+    "version", "commit", "seed", "checkpoint_sha256", "device", "torch_version", "timestamp", "config_hash", "path",
+]
+
+
+@dataclass(frozen=True)
+class Collection:
+    """What :func:`collect` found: the frame of valid results and one line per problem of the others."""
+
+    frame: pd.DataFrame
+    problems: tuple[str, ...] = field(default_factory=tuple)
+    files: int = 0
+
+
+def metric_of(doc: dict[str, Any]) -> str:
+    """The headline metric: the file's ``metric``, else ``wer`` when it reports WER, else ``accuracy``."""
+    if doc.get("metric") in ("accuracy", "wer"):
+        return doc["metric"]
+    return "wer" if "robust_wer" in doc["metrics"] else "accuracy"
+
+
+def _num(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+
+def row_of(doc: dict[str, Any], rel_path: str) -> dict[str, Any]:
+    """The flat leaderboard row of one (valid) result document."""
+    m, cost, prov = doc["metrics"], doc["cost"], doc["provenance"]
+    metric = metric_of(doc)
+    wer = metric == "wer"
+    attack_wer = wer and bool(m.get("per_attack_wer"))
+    per_attack = m["per_attack_wer"] if attack_wer else m["per_attack"]
+    raised = sorted(k for k, v in (doc.get("flags") or {}).items() if v.get("raised"))
+    points = m.get("eps_sweep") or []
+    sweep_wer = wer and bool(points) and all(isinstance(p.get("robust_wer"), (int, float)) for p in points)
+    sweep = sorted((float(p["eps"]), float(p["robust_wer"] if sweep_wer else p["robust_accuracy"])) for p in points)
+    row = {
+        "domain": doc["domain"], "track": doc["track"], "dataset": doc["dataset"], "threat": doc["threat"]["id"],
+        "norm": doc["threat"]["norm"], "eps": float(doc["threat"]["eps"]), "metric": metric,
+        "higher_is_better": not wer, "rank": 0, "model": doc["model"], "defense": doc["defense"],
+        "n": int(doc["n"]),
+        "clean": _num(m.get("clean_wer")) if wer else float(m["clean_accuracy"]),
+        "robust": _num(m.get("robust_wer")) if wer else float(m["robust_accuracy"]),
+        "clean_accuracy": float(m["clean_accuracy"]), "robust_accuracy": float(m["robust_accuracy"]),
+        "clean_wer": _num(m.get("clean_wer")), "robust_wer": _num(m.get("robust_wer")),
+        "train_seconds": float(cost["train_seconds"]), "eval_seconds": float(cost["eval_seconds"]),
+        "train_epochs": _num(cost.get("train_epochs")),
+        "flags": ";".join(raised),
+        "flag_details": json.dumps({k: {"value": doc["flags"][k].get("value"),
+                                        "explanation": explain(k, doc["flags"][k])} for k in raised},
+                                   sort_keys=True),
+        "eps_sweep": json.dumps(sweep), "sweep_metric": "wer" if sweep_wer else "accuracy",
+        "attack_metric": "wer" if attack_wer else "accuracy",
+        "version": prov.get("xrobust_version"), "commit": prov.get("git_commit"),
+        "seed": doc["seed"], "checkpoint_sha256": prov.get("checkpoint_sha256"), "device": prov.get("device"),
+        "torch_version": prov.get("torch_version"), "timestamp": prov.get("timestamp"),
+        "config_hash": prov.get("config_hash"), "path": rel_path,
+    }
+    for name, v in per_attack.items():
+        row[f"attack:{name}"] = float(v)
+    return row
+
+
+def _rank(df: pd.DataFrame) -> pd.Series:
+    """Rank within each track: best robust number first (highest accuracy, lowest WER); ties share a rank."""
+    key = df["robust"].where(df["higher_is_better"], -df["robust"])
+    return key.groupby(df["track"]).rank(method="min", ascending=False).fillna(len(df)).astype(int)
+
+
+def collect(root: str | Path) -> Collection:
+    """Read and validate every ``*.json`` under ``root``; one frame row per valid result."""
+    root = Path(root)
+    files = sorted(root.rglob("*.json"), key=lambda p: p.relative_to(root).as_posix()) if root.is_dir() else []
+    rows, bad = [], []
+    for f in files:
+        rel = f.relative_to(root).as_posix()
+        try:
+            doc = json.loads(f.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            bad.append(f"{rel}: not valid JSON ({exc})")
+            continue
+        errs = problems(doc, path=f)
+        if errs:
+            bad.extend(f"{rel}: {e}" for e in errs)
+            continue
+        rows.append(row_of(doc, rel))
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return Collection(pd.DataFrame(columns=BASE_COLUMNS + TAIL_COLUMNS), tuple(bad), len(files))
+    df["rank"] = _rank(df)
+    attacks = sorted(c for c in df.columns if c.startswith("attack:"))
+    df = df[BASE_COLUMNS + attacks + TAIL_COLUMNS]
+    df = df.sort_values(["domain", "track", "rank", "model", "defense"], kind="mergesort").reset_index(drop=True)
+    return Collection(df, tuple(bad), len(files))
+
+
+def results_frame(root: str | Path) -> pd.DataFrame:
+    """One row per valid result file under ``root`` (see :func:`collect` for the problems)."""
+    return collect(root).frame
+
+
+def attack_columns(df: pd.DataFrame) -> list[str]:
+    """The per-attack columns that hold a number for at least one row of ``df``."""
+    return [c for c in df.columns if c.startswith("attack:") and df[c].notna().any()]
+
+
+def tracks(df: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """``(domain, track, metric)`` of every track in ``df``, ordered by domain then track."""
+    seen = df[["domain", "track", "metric"]].drop_duplicates().sort_values(["domain", "track"])
+    return [tuple(r) for r in seen.itertuples(index=False)]
+
+
+def cross_domain(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows = defenses, columns = ``<track>:robust`` / ``<track>:clean`` (best model per defense), mean rank.
+
+    The mean rank averages, over domains, the defense's mean rank among the
+    defenses of that domain's tracks (so a domain with many tracks does not
+    outweigh the others); ``domains`` counts the domains it was evaluated on.
+    """
+    cols: dict[str, Any] = {}
+    ranks: dict[str, dict[str, list[int]]] = {}
+    defenses = sorted(df["defense"].unique()) if not df.empty else []
+    for domain, track, metric in tracks(df):
+        sub = df[df["track"] == track]
+        better = metric != "wer"
+        best = sub.sort_values(["robust", "clean"], ascending=[not better, not better], kind="mergesort") \
+            .drop_duplicates("defense").set_index("defense")
+        cols[f"{track}:robust"] = best["robust"]
+        cols[f"{track}:clean"] = best["clean"]
+        key = best["robust"] if better else -best["robust"]
+        for d, r in key.rank(method="min", ascending=False).items():
+            ranks.setdefault(d, {}).setdefault(domain, []).append(int(r))
+    out = pd.DataFrame(cols, index=pd.Index(defenses, name="defense"))
+    out["mean_rank"] = [
+        sum(sum(v) / len(v) for v in ranks[d].values()) / len(ranks[d]) if d in ranks else math.nan for d in defenses
+    ]
+    out["domains"] = [len(ranks.get(d, {})) for d in defenses]
+    out = out.reset_index().sort_values(["mean_rank", "defense"], kind="mergesort").reset_index(drop=True)
+    return out

@@ -1,0 +1,74 @@
+"""Build everything from results/: Markdown leaderboard, CSV, static site with plots."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.checkpoint import atomic_write_bytes
+from leaderboard import plots
+from leaderboard.aggregate import Collection, collect, tracks
+from leaderboard.markdown import leaderboard_markdown
+from leaderboard.site import index_html, track_html, track_page
+
+
+@dataclass(frozen=True)
+class Built:
+    site: Path
+    markdown: Path
+    csv: Path
+    pages: tuple[Path, ...]
+    images: tuple[Path, ...]
+    collection: Collection
+
+
+def default_site(results: str | Path) -> Path:
+    """``site/`` next to the results folder (``results/`` -> ``./site``)."""
+    return Path(results).resolve().parent / "site"
+
+
+def default_markdown(results: str | Path) -> Path:
+    """The committed Markdown leaderboard: ``<results>/LEADERBOARD.md``."""
+    return Path(results) / "LEADERBOARD.md"
+
+
+def _write(path: Path, text: str) -> Path:
+    atomic_write_bytes(path, text.encode("utf-8"))
+    return path
+
+
+def build(results: str | Path = "results", out: str | Path | None = None,
+          markdown: str | Path | None = None) -> Built:
+    """Aggregate ``results`` and write the site under ``out`` and the Markdown leaderboard at ``markdown``.
+
+    Files of earlier builds that this build does not produce (pages and plots
+    of tracks that are gone) are removed, so the site is a function of results/.
+    """
+    col = collect(results)
+    df = col.frame
+    site = Path(out) if out is not None else default_site(results)
+    site.mkdir(parents=True, exist_ok=True)
+    for stale in list(site.glob("track-*.html")) + list((site / "plots").glob("*.png")):
+        stale.unlink()
+    md_text = leaderboard_markdown(df, col.problems)
+    md_path = _write(Path(markdown) if markdown is not None else default_markdown(results), md_text)
+    _write(site / "LEADERBOARD.md", md_text)
+    csv_path = _write(site / "leaderboard.csv", df.to_csv(index=False, lineterminator="\n"))
+    images: list[Path] = []
+    index_plots: dict[str, str] = {}
+    pages: list[Path] = []
+    if not df.empty:
+        for alt, name, fn in (("clean vs robust accuracy", "clean-vs-robust.png", plots.clean_vs_robust),
+                              ("training cost vs robust accuracy", "cost-vs-robust.png", plots.cost_vs_robust)):
+            p = fn(df, site / "plots" / name)
+            if p is not None:
+                images.append(p)
+                index_plots[alt] = f"plots/{name}"
+        for _domain, track, _metric in tracks(df):
+            name = f"eps-{track}.png"
+            p = plots.eps_curve(df, track, site / "plots" / name)
+            if p is not None:
+                images.append(p)
+            pages.append(_write(site / track_page(track), track_html(df, track, f"plots/{name}" if p else None)))
+    pages.insert(0, _write(site / "index.html", index_html(df, index_plots, col.problems, col.files)))
+    return Built(site, md_path, csv_path, tuple(pages), tuple(images), col)

@@ -1,0 +1,32 @@
+"""``xrobust leaderboard``: plugged into the CLI through the ``xrobust.commands`` entry-point group."""
+
+from __future__ import annotations
+
+import sys
+
+from bench.cli import command
+
+
+def _args(p) -> None:
+    p.add_argument("--results", default="results", help="results root (default: results/)")
+    p.add_argument("--out", default=None, help="site folder (default: site/ next to the results folder)")
+    p.add_argument("--markdown", default=None, help="Markdown leaderboard path (default: <results>/LEADERBOARD.md)")
+    p.add_argument("--quiet", action="store_true", help="only print problems")
+
+
+def cmd_leaderboard(args) -> int:
+    """Build from ``args.results`` into ``args.out`` (None = default). Exit 2 when a file had to be left out."""
+    from leaderboard.build import build
+
+    built = build(args.results, args.out, getattr(args, "markdown", None))
+    for line in built.collection.problems:
+        print(f"{args.results}/{line}", file=sys.stderr)
+    if not args.quiet:
+        print(f"{len(built.collection.frame)} results -> {built.site / 'index.html'} "
+              f"({len(built.pages)} pages, {len(built.images)} plots), {built.markdown}, {built.csv}",
+              file=sys.stderr)
+    return 2 if built.collection.problems else 0
+
+
+cmd_leaderboard.add_arguments = _args  # before registering: command() reads it
+command("leaderboard", "build the leaderboard (Markdown, CSV, static site with plots) from results/")(cmd_leaderboard)
