@@ -12,6 +12,7 @@ import copy
 import functools
 import http.server
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -91,7 +92,8 @@ class Browser:
         import websocket  # websocket-client
 
         self.proc = subprocess.Popen([binary, *CHROMIUM_ARGS, f"--user-data-dir={profile}", "about:blank"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)  # its helpers share our child's process group
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 30
         while not (port_file.exists() and port_file.read_text().strip()):
@@ -181,12 +183,18 @@ class Browser:
             self.ws.close()
         except Exception:
             pass
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        import signal
+
+        for sig in (signal.SIGTERM, signal.SIGKILL):  # the browser we started and its helper processes
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(10)
+                break
+            except subprocess.TimeoutExpired:
+                continue
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +203,8 @@ def browser():
     if binary is None:
         pytest.skip("headless Chromium not installed (apt-get install -y chromium); .ci/run installs it")
     pytest.importorskip("websocket", reason="websocket-client not installed (pip install xrobust[test])")
-    with tempfile.TemporaryDirectory(prefix="xrobust-chromium-") as profile:
+    # helpers may still flush into the profile while exiting: a leftover file must not fail the test
+    with tempfile.TemporaryDirectory(prefix="xrobust-chromium-", ignore_cleanup_errors=True) as profile:
         b = Browser(binary, Path(profile))
         try:
             yield b
