@@ -160,7 +160,9 @@ def eval_track(track: Track, checkpoint: str | Path, *, suite: Any = None, seed:
     seconds = time.perf_counter() - t0
     weights = Path(checkpoint)
     weights = weights / "model.safetensors" if weights.is_dir() else weights.with_suffix(".safetensors")
+    hook = getattr(model, "extra_metrics", None)  # e.g. WER for ASR, keyword-only accuracy for KWS
+    extra = hook(report, data.y) if callable(hook) else None
     doc = result_document(track, report, model=track.model, defense=ckpt_config["recipe"], seed=seed,
                           ckpt_config=ckpt_config, checkpoint_sha256=sha256_file(weights),
-                          eval_seconds=seconds, device=dev, eps_sweep=sweep)
+                          eval_seconds=seconds, device=dev, eps_sweep=sweep, extra_metrics=extra)
     return write_result(doc, root=results, path=out)
