@@ -95,9 +95,9 @@ class _Block2d(nn.Sequential):
 
 
 class MelCNN(nn.Module):
-    def __init__(self, num_classes: int, n_mels: int, width: int) -> None:
+    def __init__(self, num_classes: int, n_mels: int, width: int, n_fft: int, hop: int) -> None:
         super().__init__()
-        self.front = LogMel(n_mels=n_mels)
+        self.front = LogMel(n_mels=n_mels, n_fft=n_fft, hop=hop)
         self.norm = nn.BatchNorm2d(1)
         w = width
         self.body = nn.Sequential(_Block2d(1, w), _Block2d(w, 2 * w), _Block2d(2 * w, 4 * w),
@@ -111,10 +111,11 @@ class MelCNN(nn.Module):
 
 @MODELS.register("melcnn")
 def melcnn(num_classes: int = 12, num_keywords: int | None = 10, n_mels: int = 40, width: int = 16,
-           assets_dir=None, **_) -> KeywordModel:
-    """Log-Mel (40 bands, 25 ms / 10 ms) + 4 conv blocks (width, 2w, 4w, 4w) + global average pool."""
-    spec = {"num_classes": num_classes, "num_keywords": num_keywords, "n_mels": n_mels, "width": width}
-    return KeywordModel(MelCNN(num_classes, n_mels, width), spec, num_keywords)
+           n_fft: int = 480, hop: int = 320, assets_dir=None, **_) -> KeywordModel:
+    """Log-Mel (40 bands, 30 ms windows every 20 ms) + 4 conv blocks (w, 2w, 4w, 4w) + global average pool."""
+    spec = {"num_classes": num_classes, "num_keywords": num_keywords, "n_mels": n_mels, "width": width,
+            "n_fft": n_fft, "hop": hop}
+    return KeywordModel(MelCNN(num_classes, n_mels, width, n_fft, hop), spec, num_keywords)
 
 
 class M5(nn.Module):

@@ -36,7 +36,7 @@ from bench.wheeldata import cache_dir
 from domains.speech.synth import ESPEAK_RATE, Utterance, synthesize
 
 #: bump when the generator's output changes for the same config
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SAMPLE_RATE = 16000
 
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
@@ -193,7 +193,7 @@ def render_split(cfg: SynthConfig, split: str, *, workers: int = 2, progress: bo
             else:
                 level = r.uniform(*cfg.silence_rms)
             y = np.clip(wav[row] + level * noise, -1.0, 32767 / 32768)
-            out[row] = np.round(y * 32768).astype(np.int16)
+            out[i] = np.round(y * 32768).astype(np.int16)
     return {"waveform": out, "labels": np.array(plan.labels, dtype=np.int64), "texts": plan.texts,
             "speakers": plan.speakers}
 
