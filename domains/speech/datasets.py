@@ -51,11 +51,11 @@ def synth_commands(split: str = "train", root: str | None = None, seed: int = 0,
     return ArrayData(torch.from_numpy(d["waveform"]), torch.from_numpy(d["labels"]), meta)
 
 
-DIGITS_DEFAULTS = dict(n_train=2000, n_test=400, clip_seconds=2.5, rate=(160, 220))
+DIGITS_DEFAULTS = dict(n_train=3000, n_test=400, clip_seconds=2.5, rate=(160, 220))
 
 
 @DATASETS.register("synth-digits")
-def synth_digits(split: str = "train", root: str | None = None, seed: int = 0, n_train: int = 2000,
+def synth_digits(split: str = "train", root: str | None = None, seed: int = 0, n_train: int = 3000,
                  n_test: int = 400, progress: bool = True) -> ArrayData:
     """Synthetic connected digit strings (1-5 digits), 2.5 s clips, transcripts as CTC targets."""
     _check_split(split)

@@ -153,7 +153,10 @@ class CTCNet(nn.Module):
         self.head = nn.Linear(2 * hidden, num_tokens)
 
     def forward(self, wav):  # (B, L) -> (B, T, C) log-probs
-        x = self.conv(self.norm(self.front(wav)))
+        f = self.front(wav)
+        # per-utterance mean/variance normalization of each band (CMVN): removes gain and channel
+        f = (f - f.mean(dim=2, keepdim=True)) / (f.var(dim=2, keepdim=True) + 1e-4).sqrt()
+        x = self.conv(self.norm(f))
         h, _ = self.rnn(x.transpose(1, 2))
         return F.log_softmax(self.head(h).float(), dim=-1)
 
@@ -200,9 +203,9 @@ class CTCRecognizer(TaskModel):
 
 
 @MODELS.register("ctc-digits")
-def ctc_digits(num_tokens: int = NUM_TOKENS, n_mels: int = 40, hidden: int = 128, hop: int = 160,
+def ctc_digits(num_tokens: int = NUM_TOKENS, n_mels: int = 40, hidden: int = 64, hop: int = 320,
                assets_dir=None, **_) -> CTCRecognizer:
-    """Log-Mel + conv(5) + BiGRU + linear CTC head over characters; greedy decoding."""
+    """Log-Mel (20 ms frames) + per-utterance CMVN + conv(5) + BiGRU + linear CTC head over characters."""
     spec = {"num_tokens": num_tokens, "n_mels": n_mels, "hidden": hidden, "hop": hop}
     return CTCRecognizer(CTCNet(num_tokens, n_mels, hidden, hop), spec)
 
