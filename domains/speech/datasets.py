@@ -55,8 +55,9 @@ DIGITS_DEFAULTS = dict(n_train=3000, n_test=400, clip_seconds=2.5, rate=(160, 22
 
 
 @DATASETS.register("synth-digits")
-def synth_digits(split: str = "train", root: str | None = None, seed: int = 0, n_train: int = 3000,
-                 n_test: int = 400, progress: bool = True) -> ArrayData:
+def synth_digits(split: str = "train", root: str | None = None, seed: int = 0,
+                 n_train: int = DIGITS_DEFAULTS["n_train"], n_test: int = DIGITS_DEFAULTS["n_test"],
+                 progress: bool = True) -> ArrayData:
     """Synthetic connected digit strings (1-5 digits), 2.5 s clips, transcripts as CTC targets."""
     _check_split(split)
     cfg = SynthConfig(kind="digits", seed=seed, n_train=n_train, n_test=n_test,
@@ -169,3 +170,20 @@ def speechcommands(split: str = "train", root: str | None = None, silence_fracti
     meta = _commands_meta("speechcommands", str(base))
     meta["files"] = list(files)
     return ArrayData(torch.from_numpy(x), torch.from_numpy(y), meta)
+
+
+def _generator(kind: str):
+    def fetch(root: str | None = None) -> str:
+        """Generate (or find) the default set in the cache; returns its folder."""
+        if kind == "commands":
+            cfg = SynthConfig(kind="commands")
+        else:
+            cfg = SynthConfig(kind="digits", n_train=DIGITS_DEFAULTS["n_train"], n_test=DIGITS_DEFAULTS["n_test"],
+                              clip_seconds=DIGITS_DEFAULTS["clip_seconds"], rate=DIGITS_DEFAULTS["rate"])
+        load_or_generate(cfg)
+        return str(cfg.folder())
+    return fetch
+
+
+synth_commands.fetch = _generator("commands")
+synth_digits.fetch = _generator("digits")

@@ -29,8 +29,9 @@ def test_gradients_reach_the_waveform(name, small_commands, small_digits):
         yy = torch.cat([y[:4], y[:1]])
     loss = LOSSES.get(model.objective)(out, yy)
     (g,) = torch.autograd.grad(loss.sum(), z)
-    assert torch.isfinite(g).all()
-    assert (g.flatten(1).norm(dim=1) > 0).all(), "every clip gets a non-zero gradient"
+    assert torch.isfinite(g).all(), "finite also for the all-zero clip"
+    # (a power spectrogram has zero gradient at exactly zero input, so only real clips must move)
+    assert (g[:4].flatten(1).norm(dim=1) > 0).all(), "every real clip gets a non-zero gradient"
 
 
 def _snr_db(x, d):

@@ -48,7 +48,7 @@ def test_targets_round_trip_and_padding():
 
 def test_greedy_decode_merges_repeats_and_drops_blanks():
     ids = {c: i + 1 for i, c in enumerate(ALPHABET)}
-    # frames: o o _ n e _ e  => "onee"? no: repeats merge only when adjacent -> "o n e e" = "onee"
+    # frames o o _ n e _ e ␣ ␣ o h: adjacent repeats merge, a blank separates real repeats -> "onee oh"
     path = [ids["o"], ids["o"], BLANK, ids["n"], ids["e"], BLANK, ids["e"], ids[" "], ids[" "], ids["o"], ids["h"]]
     lp = torch.full((1, len(path), 1 + len(ALPHABET)), -10.0)
     for t, k in enumerate(path):
