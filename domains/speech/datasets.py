@@ -101,7 +101,7 @@ def _read_list(root: Path, name: str) -> set[str]:
     if not p.exists():
         raise DataMissingError(f"{p} not found: {root} is not a Speech Commands v0.02 root "
                                "(download it from http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz "
-                               "and extract it; then pass --root or set XROBUST_SPEECHCOMMANDS)")
+                               "and extract it; then set XROBUST_SPEECHCOMMANDS to its folder)")
     return {line.strip() for line in p.read_text().splitlines() if line.strip()}
 
 
@@ -164,8 +164,8 @@ def speechcommands(split: str = "train", root: str | None = None, silence_fracti
     base = speechcommands_root(root)
     if not base.is_dir():
         raise DataMissingError(f"Speech Commands not found at {base}; download "
-                               "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz, extract it there "
-                               "(or pass --root / set XROBUST_SPEECHCOMMANDS)")
+                               "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz and extract it there, "
+                               "or set XROBUST_SPEECHCOMMANDS to its folder")
     x, y, files = _load_speechcommands(str(base.resolve()), split, float(silence_fraction))
     meta = _commands_meta("speechcommands", str(base))
     meta["files"] = list(files)
