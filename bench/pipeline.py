@@ -196,7 +196,9 @@ def eval_track(track: Track, checkpoint: str | Path, *, suite: Any = None, seed:
 
     if _rank_world()[0] != 0:
         return Path(out) if out else Path(results)  # only rank 0 writes results
+    hook = getattr(model, "extra_metrics", None)  # e.g. WER for ASR, keyword-only accuracy for KWS
+    extra = hook(report, data.y) if callable(hook) else None
     doc = result_document(track, report, model=track.model, defense=ckpt_config["recipe"], seed=seed,
                           ckpt_config=ckpt_config, checkpoint_sha256=ckpt_sha,
-                          eval_seconds=seconds, device=dev, eps_sweep=sweep, flags=flag_doc)
+                          eval_seconds=seconds, device=dev, eps_sweep=sweep, flags=flag_doc, extra_metrics=extra)
     return write_result(doc, root=results, path=out)

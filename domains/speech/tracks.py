@@ -1,0 +1,47 @@
+"""The speech tracks (declared data).
+
+Threats are SNR budgets: ``snr-30db`` means ‖δ‖₂ ≤ ‖x‖₂·10^(−30/20) on the
+waveform, kept in [−1, 1]. For keyword spotting the headline number is
+``metrics.robust_accuracy_keywords`` (the ten keyword classes): near-silent
+clips get a near-zero SNR budget and would count as robust for free.
+"""
+
+from bench.suites import AttackSpec
+from bench.threat import ThreatModel
+from bench.tracks import Track, TrainSpec, register_track
+from domains.speech.models import BOUNDS
+
+SNR30 = ThreatModel("l2", 30.0, scale="snr-db", bounds=BOUNDS)
+
+KWS_SUITE = (
+    AttackSpec("fgsm", "fgsm"),
+    AttackSpec("pgd-20", "pgd", {"steps": 20}),
+)
+
+register_track(Track(
+    id="speech-kws-snr-30db", domain="speech", dataset="synth-commands", model="melcnn",
+    threat=SNR30, suite=KWS_SUITE, n_eval=400, quick=True,
+    train=TrainSpec(epochs=8, batch_size=64, lr=3e-3, optimizer="adam", schedule="cosine",
+                    eps_ramp_epochs=1, recipe_params={"pgd-at": {"steps": 3}}),
+    eps_sweep=(40.0, 30.0, 20.0, 10.0),
+    sweep_suite=(AttackSpec("pgd-10", "pgd", {"steps": 10}),),
+    description="Synthetic Speech Commands (espeak-ng, unseen speakers), log-Mel CNN, L2 at 30 dB SNR.",
+))
+
+register_track(Track(
+    id="speech-asr-digits-snr-30db", domain="speech", dataset="synth-digits", model="ctc-digits",
+    threat=SNR30, suite=(AttackSpec("pgd-20", "pgd", {"steps": 20}),), n_eval=200, metric="wer", quick=True,
+    train=TrainSpec(epochs=8, batch_size=32, lr=3e-3, optimizer="adam", schedule="cosine",
+                    eps_ramp_epochs=4, grad_clip=5.0, recipe_params={"pgd-at": {"steps": 2}}),
+    eval_batch_size=100,
+    description="Synthetic connected digits (espeak-ng, unseen speakers), log-Mel + BiGRU + CTC, L2 at 30 dB SNR; WER.",
+))
+
+register_track(Track(
+    id="speech-speechcommands-snr-30db", domain="speech", dataset="speechcommands", model="melcnn",
+    threat=SNR30, suite=KWS_SUITE, n_eval=1000,
+    train=TrainSpec(epochs=10, batch_size=128, lr=3e-3, eps_ramp_epochs=1, recipe_params={"pgd-at": {"steps": 5}}),
+    eps_sweep=(40.0, 30.0, 20.0, 10.0),
+    sweep_suite=(AttackSpec("pgd-20", "pgd", {"steps": 20}),),
+    description="Speech Commands v0.02 (needs the data on disk), log-Mel CNN, L2 at 30 dB SNR.",
+))
