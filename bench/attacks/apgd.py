@@ -126,6 +126,7 @@ class APGD(Attack):
         r = threat._expand(threat.radius(z, ctx), z)
         eta = 2.0 * r * torch.ones((B,) + (1,) * (z.dim() - 1), dtype=z.dtype, device=z.device)
         x = threat.random_init(z, ctx, seed=f"apgd/{self.seed}/{tag}") if self.random_start else z.clone()
+        project = threat.projector(z, ctx)
         loss, out, grad = loss_and_grad(model, x, ctx, y, loss_fn)
         err = self._errors(model, out, y)
         # best adversarial point (first maximize error, then loss): what the attack returns
@@ -142,8 +143,8 @@ class APGD(Attack):
         prev_loss = loss
         for k in range(self.steps):
             a = 1.0 if k == 0 else MOMENTUM
-            step = threat.project(x + eta * threat.steepest(grad, ctx), z, ctx)
-            x_new = threat.project(x + a * (step - x) + (1.0 - a) * (x - x_prev), z, ctx)
+            step = project(x + eta * threat.steepest(grad, ctx))
+            x_new = project(x + a * (step - x) + (1.0 - a) * (x - x_prev))
             x_prev, x = x, x_new
             loss, out, grad = loss_and_grad(model, x, ctx, y, loss_fn)
             err = self._errors(model, out, y)
