@@ -12,6 +12,10 @@ batch of its evaluation subset:
 * our APGD-CE against torchattacks' APGD (same steps, one restart);
 * our PGD under bf16 autocast, and with channels_last memory format (4-D inputs).
 
+Rounds alternate the order of the rows (forward, then reversed), and the
+medians are reported, so that a shared machine's load drifts cancel out as
+far as they can; the load average is recorded with the machine.
+
 Robust accuracy on the batch is recorded for every attack, so a faster
 variant that got weaker (e.g. bf16) shows. Peers are optional (extra
 ``peers``); their rows are left out with a note when they are not installed.
@@ -162,7 +166,8 @@ def run_perf(model: TaskModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatM
             notes.append("adversarial-robustness-toolbox not installed (extra 'peers')")
 
     for r in range(repeats + 1):  # round 0 warms up (allocator, lazy init) and is not kept
-        for row in rows:
+        # alternate the order so that drifts of machine load hit every row alike
+        for row in (rows if r % 2 == 0 else rows[::-1]):
             _sync(device)
             t = time.perf_counter()
             out = row.fn()

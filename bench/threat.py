@@ -204,6 +204,20 @@ class ThreatModel:
             out = out.clamp(*self.bounds)
         return out
 
+    def projector(self, z: torch.Tensor, ctx: Context | None = None):
+        """``project(·, z, ctx)`` with the radius, mask and bounds worked out once.
+
+        For iterative attacks: the unmasked Linf case becomes one clamp between
+        precomputed limits per step (equal to :meth:`project` up to float rounding).
+        """
+        if self.norm != "linf" or self.mask(z, ctx) is not None:
+            return lambda z_adv: self.project(z_adv, z, ctx)
+        r = self._expand(self.radius(z, ctx), z)
+        lo, hi = z - r, z + r
+        if self.bounds is not None:
+            lo, hi = lo.clamp(min=self.bounds[0]), hi.clamp(max=self.bounds[1])
+        return lambda z_adv: torch.minimum(torch.maximum(z_adv, lo), hi)
+
     def distance(self, z_adv: torch.Tensor, z: torch.Tensor, ctx: Context | None = None) -> torch.Tensor:
         """Per-example size of the perturbation relative to the radius (≤ 1 inside)."""
         d = self._norm(z_adv - z) / self.radius(z, ctx).clamp_min(1e-30)

@@ -26,7 +26,6 @@ model's own objective and records why in :attr:`APGD.notes`.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import torch
@@ -41,15 +40,22 @@ RHO = 0.75
 
 
 def checkpoints(n_iter: int) -> list[int]:
-    """Iterations at which APGD checks its step size (Croce & Hein 2020, §3.2)."""
-    p = [0.0, 0.22]
-    while True:
-        nxt = p[-1] + max(p[-1] - p[-2] - 0.03, 0.06)
-        if nxt > 1:
-            break
-        p.append(nxt)
-    ws = (int(math.ceil(q * n_iter - 1e-9)) for q in p[1:])  # the 1e-9 absorbs float error in the p_j sums
-    return sorted({w for w in ws if 0 < w <= n_iter})
+    """Iterations at which APGD checks its step size (Croce & Hein 2020, §3.2).
+
+    The paper's p_j = 0, 0.22, 0.41, 0.57, ... (interval shrinking by 0.03 N, at
+    least 0.06 N), with the integer rounding of the authors' reference code:
+    intervals int(0.22 N), minus max(int(0.03 N), 1), at least max(int(0.06 N), 1).
+    For N = 100 this is 22, 41, 57, 70, 80, 87, 93, 99; for small N the rounding
+    makes late checks more frequent, and the peers (AutoAttack, torchattacks) do
+    the same, which matters for parity at small budgets.
+    """
+    k, dec, low = max(int(0.22 * n_iter), 1), max(int(0.03 * n_iter), 1), max(int(0.06 * n_iter), 1)
+    out, it = [], 0
+    while it + k <= n_iter:
+        it += k
+        out.append(it)
+        k = max(k - dec, low)
+    return out
 
 
 def targeted_dlr(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -120,6 +126,7 @@ class APGD(Attack):
         r = threat._expand(threat.radius(z, ctx), z)
         eta = 2.0 * r * torch.ones((B,) + (1,) * (z.dim() - 1), dtype=z.dtype, device=z.device)
         x = threat.random_init(z, ctx, seed=f"apgd/{self.seed}/{tag}") if self.random_start else z.clone()
+        project = threat.projector(z, ctx)
         loss, out, grad = loss_and_grad(model, x, ctx, y, loss_fn)
         err = self._errors(model, out, y)
         # best adversarial point (first maximize error, then loss): what the attack returns
@@ -127,7 +134,8 @@ class APGD(Attack):
         # best point by loss: where the iterate restarts after a step-size reduction
         x_max, f_max, g_max = x.clone(), loss.clone(), grad.clone()
         f_max_last = f_max.clone()
-        reduced_last = torch.zeros(B, dtype=torch.bool, device=z.device)
+        # as in the authors' code, condition 2 cannot fire at the first checkpoint
+        reduced_last = torch.ones(B, dtype=torch.bool, device=z.device)
         increases = torch.zeros(B, device=z.device)
         checks = set(checkpoints(self.steps))
         last_check = 0
@@ -135,8 +143,8 @@ class APGD(Attack):
         prev_loss = loss
         for k in range(self.steps):
             a = 1.0 if k == 0 else MOMENTUM
-            step = threat.project(x + eta * threat.steepest(grad, ctx), z, ctx)
-            x_new = threat.project(x + a * (step - x) + (1.0 - a) * (x - x_prev), z, ctx)
+            step = project(x + eta * threat.steepest(grad, ctx))
+            x_new = project(x + a * (step - x) + (1.0 - a) * (x - x_prev))
             x_prev, x = x, x_new
             loss, out, grad = loss_and_grad(model, x, ctx, y, loss_fn)
             err = self._errors(model, out, y)
@@ -153,7 +161,7 @@ class APGD(Attack):
             it = k + 1
             if it in checks:
                 h = it - last_check
-                cond1 = increases < RHO * h
+                cond1 = increases <= RHO * h  # the authors' code uses <=, the paper <
                 cond2 = (~reduced_last) & (f_max_last >= f_max)
                 reduce = cond1 | cond2
                 eta = torch.where(_view(reduce, eta), eta / 2.0, eta)

@@ -70,12 +70,13 @@ class PGD(Attack):
         loss_fn = resolve_loss(self.loss, model)
         sign = -1.0 if self.targeted else 1.0
         alpha = self._alpha(z, ctx, threat)
+        project = threat.projector(z, ctx)
         best = None
         for restart in range(self.restarts):
             x = self._start(z, ctx, threat, restart)
             for _ in range(self.steps):
                 _, _, grad = loss_and_grad(model, x, ctx, y, loss_fn, sign)
-                x = threat.project(x + alpha * threat.steepest(grad, ctx), z, ctx)
+                x = project(x + alpha * threat.steepest(grad, ctx))
             if self.restarts == 1:
                 return x
             with torch.no_grad():

@@ -107,6 +107,7 @@ def test_apgd_checkpoints_follow_the_paper():
     # p = 0, .22, .41, .57, .70, .80, .87, .93, .99 (Croce & Hein 2020, §3.2)
     assert checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
     assert checkpoints(1000)[:3] == [220, 410, 570]
+    assert checkpoints(25) == [5, 9, 12, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25]
 
 
 def test_dlr_falls_back_on_two_classes(digits_batch):

@@ -60,22 +60,26 @@ def test_model_is_worth_attacking(mnist):
 
 
 def test_pgd_matches_torchattacks_and_art(mnist):
+    """Same algorithm from the same point (no random start), so the three must agree. With random
+    starts each tool draws its own, which alone moves PGD-20 by up to 2 points between the peers
+    themselves on this model (measured: torchattacks 0.264, ART 0.244, ours 0.256)."""
+    random_start = False
     import numpy as np
     from art.attacks.evasion import ProjectedGradientDescentPyTorch
     from art.estimators.classification import PyTorchClassifier
 
     model, x, y = mnist
     steps, alpha = 20, 2.5 * EPS / 20
-    ours = _ours(model, x, y, "pgd", steps=steps, step_size=alpha)
+    ours = _ours(model, x, y, "pgd", steps=steps, step_size=alpha, random_start=random_start)
     torch.manual_seed(0)
-    ta = _acc(model, torchattacks.PGD(model, eps=EPS, alpha=alpha, steps=steps, random_start=True)(x, y), y)
+    ta = _acc(model, torchattacks.PGD(model, eps=EPS, alpha=alpha, steps=steps, random_start=random_start)(x, y), y)
     est = PyTorchClassifier(model, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 28, 28), nb_classes=10,
                             clip_values=(0.0, 1.0), device_type="cpu")
     np.random.seed(0)
     art = ProjectedGradientDescentPyTorch(est, norm=np.inf, eps=EPS, eps_step=alpha, max_iter=steps,
-                                         num_random_init=1, batch_size=N, verbose=False)
+                                         num_random_init=int(random_start), batch_size=N, verbose=False)
     art_acc = _acc(model, torch.from_numpy(art.generate(x.numpy(), y.numpy())), y)
-    print(f"PGD-{steps}: ours {ours:.3f} torchattacks {ta:.3f} ART {art_acc:.3f}")
+    print(f"PGD-{steps} random_start={random_start}: ours {ours:.3f} torchattacks {ta:.3f} ART {art_acc:.3f}")
     assert 0.05 < ours < 0.95
     assert abs(ours - ta) <= TOL + 1e-9
     assert abs(ours - art_acc) <= TOL + 1e-9
@@ -90,12 +94,16 @@ def test_apgd_ce_matches_torchattacks(mnist):
 
 
 def test_square_matches_torchattacks(mnist):
+    """torchattacks draws one window and one sign pattern per query for the whole batch, so its
+    batch accuracy swings by several points between seeds (0.32 to 0.40 measured at 300 queries);
+    ours draws per example (batch == one by one) and varies far less (0.358 to 0.376). We compare
+    with torchattacks' mean over three seeds."""
     model, x, y = mnist
     ours = _ours(model, x, y, "square", queries=300, p_init=0.8)
-    ta = _acc(model, torchattacks.Square(model, norm="Linf", eps=EPS, n_queries=300, n_restarts=1, p_init=0.8,
-                                         seed=0)(x, y), y)
-    print(f"Square-300: ours {ours:.3f} torchattacks {ta:.3f}")
-    assert abs(ours - ta) <= TOL + 1e-9
+    ta = [_acc(model, torchattacks.Square(model, norm="Linf", eps=EPS, n_queries=300, n_restarts=1, p_init=0.8,
+                                          seed=s)(x, y), y) for s in range(3)]
+    print(f"Square-300: ours {ours:.3f} torchattacks {ta} mean {sum(ta) / 3:.3f}")
+    assert abs(ours - sum(ta) / 3) <= TOL + 1e-9
 
 
 def test_standard_suite_at_least_as_strong_as_autoattack(mnist):
