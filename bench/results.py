@@ -137,7 +137,7 @@ def problems(doc: Any, path: str | Path | None = None) -> list[str]:
     for key, val in list(pe.items()):
         vals = val.values() if isinstance(val, dict) else [val]
         for v in vals:
-            if len(v) != doc["n"]:
+            if isinstance(v, str) and len(v) != doc["n"]:
                 out.append(f"per_example/{key}: {len(v)} outcomes for n={doc['n']}")
                 break
     for key, metric in (("clean", "clean_accuracy"), ("robust", "robust_accuracy")):
