@@ -1,6 +1,6 @@
 """Adversarial training: one loop, recipes registered in ``bench.registry.RECIPES``."""
 
-from bench.training import erm, fast, pgd_at  # noqa: F401  (registration)
+from bench.training import erm, fast, freelb, pgd_at  # noqa: F401  (registration)
 from bench.training.loop import TrainConfig, TrainingDiverged, train
 from bench.training.recipe import Recipe
 
