@@ -10,7 +10,7 @@ tokens only, never padding, [CLS] or [SEP]. ``ctx.eps_scale`` is the mean
 L2 norm of the model's token-embedding rows, so ``emb-l2-0.05`` means 5% of
 a typical token vector for every model.
 
-* ``tiny-bert``: a 4-layer, 256-wide BERT (Devlin et al. 2019) trained from
+* ``tiny-bert``: a 2-layer, 128-wide BERT (Devlin et al. 2019) trained from
   scratch, with a WordPiece vocabulary trained by ``tokenizers`` on the
   training split (in ``prepare``, the first time it sees data); the
   tokenizer is saved with the checkpoint.
@@ -188,8 +188,8 @@ def _auto_tokenizer(folder: str | Path):
 
 
 @MODELS.register("tiny-bert")
-def tiny_bert(num_classes: int = 2, vocab_size: int = 8000, hidden: int = 256, layers: int = 4, heads: int = 4,
-              intermediate: int = 1024, max_len: int = 64, dropout: float = 0.1, assets_dir: str | None = None,
+def tiny_bert(num_classes: int = 2, vocab_size: int = 8000, hidden: int = 128, layers: int = 2, heads: int = 2,
+              intermediate: int = 512, max_len: int = 64, dropout: float = 0.1, assets_dir: str | None = None,
               **_) -> TextClassifier:
     """A small BERT from ``BertConfig``, trained from scratch; WordPiece vocabulary from the train split."""
     from transformers import BertConfig, BertForSequenceClassification
