@@ -27,7 +27,7 @@ def _grads(model, recipe, x, y, threat):
     state = {"step": 0, "threat": threat} if recipe.name == "freelb" else {"step": 0}
     loss = recipe.loss(model, z, z_adv, ctx, y, state)
     loss.backward()
-    return float(loss), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
 def test_freelb_with_one_step_and_no_start_equals_erm():

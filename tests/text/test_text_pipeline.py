@@ -30,7 +30,7 @@ def test_tiny_train_and_eval_writes_a_valid_result(tmp_path):
     doc = json.loads(path.read_text())
     assert problems(doc) == []
     m = doc["metrics"]
-    assert doc["n"] == 24 and doc["defense"] == "freelb" and doc["defense_params"]["steps"] == 3
+    assert doc["n"] == 24 and doc["defense"] == "freelb" and doc["defense_params"]["steps"] == 2
     assert set(m["per_attack"]) == {"pgd-10", "word-sub"}
     # worst case per example over the embedding attack AND the word substitution
     assert m["robust_accuracy"] <= min(m["per_attack"].values()) <= m["clean_accuracy"]
