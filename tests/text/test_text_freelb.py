@@ -66,7 +66,7 @@ def test_freelb_gradient_is_the_mean_over_its_ascent_points():
         z, _ = model.encode(x)
         li = adversarial_loss(model, z, p, ctx, y, state) / 3
         li.backward()
-        total += float(li)
+        total += float(li.detach())
     assert abs(total - loss) < 1e-5
     for n, p in model.named_parameters():
         if n in g:
