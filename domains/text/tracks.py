@@ -14,6 +14,7 @@ register_track(Track(
     threat=ThreatModel.from_id("emb-l2-0.05"), suite=TEXT_SUITE, n_eval=300, quick=True,
     recipes=("erm", "freelb", "pgd-at"), model_kwargs={"max_len": 48},
     train=TrainSpec(epochs=2, batch_size=64, lr=1e-3, optimizer="adamw", schedule="cosine", weight_decay=0.01,
+                    eps_ramp_epochs=1.0,
                     grad_clip=1.0, recipe_params={"freelb": {"steps": 2, "rel_step": 0.5},
                                                   "pgd-at": {"steps": 2}}),
     eps_sweep=SWEEP, sweep_suite=(EMB_PGD,), eval_batch_size=100,
