@@ -174,6 +174,11 @@ def train_wordpiece(texts: list[str], vocab_size: int):
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, min_frequency=2,
                                         show_progress=False)
     tok.train_from_iterator(texts, trainer)
+    # the trainer's id order varies between runs (hash-map ties); WordPiece only needs the token set,
+    # so re-number it deterministically: special tokens first, then the rest sorted
+    vocab = tok.get_vocab()
+    ordered = SPECIALS + sorted(t for t in vocab if t not in SPECIALS)
+    tok.model = models.WordPiece(vocab={t: i for i, t in enumerate(ordered)}, unk_token="[UNK]")
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
                                                        special_tokens=[("[CLS]", cls), ("[SEP]", sep)])

@@ -108,3 +108,13 @@ def test_hf_model_from_a_local_folder(tmp_path, small):
     assert torch.allclose(back.predict(x), hf.predict(x), atol=1e-6)
     with pytest.raises(UserError, match="local checkpoint folder"):
         MODELS.get("hf")(path=str(tmp_path / "missing"))
+
+
+def test_wordpiece_vocabulary_is_reproducible():
+    from domains.text.models import SPECIALS, train_wordpiece
+
+    texts = list(tds.rotten_tomatoes("train").inputs[:300])
+    a, b = train_wordpiece(texts, 500), train_wordpiece(texts, 500)
+    assert a.get_vocab() == b.get_vocab()
+    assert [a.convert_ids_to_tokens(i) for i in range(5)] == SPECIALS
+    assert a("a fine film")["input_ids"] == b("a fine film")["input_ids"]
