@@ -71,7 +71,7 @@ def test_relative_eps_uses_each_models_own_embedding_norm(small):
             model.net.get_input_embeddings().weight.div_(3.0)
     big = minilm_l6()
     zb, ctxb = big.encode(big.tokenize(["a fine film"]))
-    assert ctxb.eps_scale == pytest.approx(float(big.net.get_input_embeddings().weight.norm(dim=1).mean()), rel=1e-6)
+    assert ctxb.eps_scale == pytest.approx(float(big.net.get_input_embeddings().weight.detach().norm(dim=1).mean()), rel=1e-6)
     assert 0.5 < ctxb.eps_scale < 2.0 and abs(ctxb.eps_scale - ctx.eps_scale) > 0.1  # per model, not global
 
 
