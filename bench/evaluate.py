@@ -10,6 +10,14 @@ is the accuracy under that attack alone.
 
 Errors are per example: 0/1 for classification, word edits for ASR (the task
 model's ``errors``/``error_units``), so the same loop serves every domain.
+
+Discrete attacks (e.g. word substitution in text) do not move ``z``: an
+attack with ``discrete = True`` implements ``run_inputs(model, inputs, y) ->
+adversarial raw inputs``, which are encoded and scored like any other, so
+they enter the same worst case. An attack may define ``stats() -> dict`` of
+numbers (e.g. words changed, queries); they are reported under
+``metrics["attack_stats"][name]`` and, when no other key has the name, at
+the top level of the metrics.
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ class EvalReport:
     attack_seconds: dict[str, float] = field(default_factory=dict)
     #: remarks of the attacks (e.g. "DLR needs >= 3 classes; used the margin loss")
     notes: list[str] = field(default_factory=list)
+    attack_stats: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -76,6 +85,11 @@ class EvalReport:
             m["clean_error_rate"] = rate(self.clean_errors)
             m["robust_error_rate"] = rate(self.robust_errors)
             m["per_attack_error_rate"] = {k: rate(v) for k, v in self.attack_errors.items()}
+        if self.attack_stats:
+            m["attack_stats"] = {k: dict(v) for k, v in self.attack_stats.items()}
+            for stats in self.attack_stats.values():
+                for k, v in stats.items():
+                    m.setdefault(k, v)
         return m
 
 
@@ -203,8 +217,13 @@ def evaluate(model: nn.Module, x: Any, y: Any, threat: ThreatModel, suite: str |
             if len(sel):
                 t = time.perf_counter()
                 sel_d = sel.to(device)
-                z_adv = attack.run(tm, z[sel_d], ctx.select(sel_d), take(yb, sel_d), threat)
-                out_adv = tm(z_adv, ctx.select(sel_d))
+                if getattr(attack, "discrete", False):
+                    x_adv = to_device(attack.run_inputs(tm, take(xb, sel_d), take(yb, sel_d)), device)
+                    z_adv, ctx_adv = tm.encode(x_adv)
+                    out_adv = tm(z_adv.detach(), replace(ctx_adv, index=gidx[pos][sel]).to(device))
+                else:
+                    z_adv = attack.run(tm, z[sel_d], ctx.select(sel_d), take(yb, sel_d), threat)
+                    out_adv = tm(z_adv, ctx.select(sel_d))
                 e_att[sel] = torch.maximum(e_clean[sel], model_errors(tm, out_adv, take(yb, sel_d)).float().cpu())
                 secs[name] += time.perf_counter() - t
             per[name][pos] = torch.maximum(e_att, e_worst) if cascade else e_att
@@ -222,7 +241,10 @@ def evaluate(model: nn.Module, x: Any, y: Any, threat: ThreatModel, suite: str |
     if resume_path is not None and resume_path.exists():
         resume_path.unlink()
     notes = sorted({note for _, a in attacks for note in getattr(a, "notes", ())})
-    return EvalReport(threat, specs, clean, per, worst, units, cascade, time.perf_counter() - t0, secs, notes)
+    stats = {name: {k: float(v) for k, v in attack.stats().items()}
+             for name, attack in attacks if callable(getattr(attack, "stats", None))}
+    return EvalReport(threat, specs, clean, per, worst, units, cascade, time.perf_counter() - t0, secs, notes,
+                      stats)
 
 
 def evaluate_union(model: nn.Module, x: Any, y: Any, threats: list[ThreatModel], suite: str | list = "pgd",

@@ -51,7 +51,7 @@ def _setups(model, x, y):
     ]
 
 
-ATTACK_NAMES = sorted(ATTACKS.names())
+ATTACK_NAMES = sorted(n for n in ATTACKS.names() if not getattr(ATTACKS.get(n), "discrete", False))
 SETUPS = ["linf-abs", "l2-abs", "snr-db", "token-l2", "token-linf"]
 
 

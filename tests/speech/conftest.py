@@ -8,11 +8,20 @@ SMALL_DIGITS = dict(n_train=48, n_test=24)
 
 @pytest.fixture(scope="session")
 def speech_cache(tmp_path_factory):
-    """A fresh XROBUST_CACHE for the whole session (generated sets land here)."""
+    """A fresh XROBUST_CACHE for the whole session (generated sets land here).
+
+    The session-wide variable is seen by every later test, so the wheel data of
+    the other domains stays reachable: the real cache's wheel folders are linked in.
+    """
+    from bench.wheeldata import cache_dir
+
+    real = cache_dir()
     mp = pytest.MonkeyPatch()
     root = tmp_path_factory.mktemp("xrobust-cache")
+    for sub in ("wheels", "extracted"):
+        (real / sub).mkdir(parents=True, exist_ok=True)
+        (root / sub).symlink_to(real / sub, target_is_directory=True)
     mp.setenv("XROBUST_CACHE", str(root))
-    mp.setenv("XROBUST_NO_FETCH", "1")
     yield root
     mp.undo()
 
