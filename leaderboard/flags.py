@@ -22,6 +22,8 @@ FLAG_EXPLANATIONS: dict[str, str] = {
                           "randomized, so a single-sample attack under-estimates its weakness.",
     "eps0-differs-from-clean": "The attack at eps = 0 does not reproduce clean accuracy: the "
                                "evaluation pipeline is inconsistent.",
+    "single-step-gap": "FGSM accuracy is far above PGD accuracy: single-step attacks no longer find "
+                       "what multi-step ones find, the sign of catastrophic overfitting.",
 }
 
 GENERIC = "A sanity check raised this flag; see the result file for its value."
