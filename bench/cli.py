@@ -288,11 +288,11 @@ def _args_validate(p):
 
 
 def cmd_validate(args) -> int:
-    from bench.results import problems
+    from bench.results import problems, result_files
 
     files: list[Path] = []
     for p in map(Path, args.paths):
-        files.extend(sorted(p.rglob("*.json")) if p.is_dir() else [p])
+        files.extend(result_files(p) if p.is_dir() else [p])
     bad = 0
     for f in files:
         try:

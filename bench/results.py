@@ -54,6 +54,19 @@ def unsafe_ids(doc: Any) -> list[str]:
     return out
 
 
+#: folders under results/ that hold other JSON (benchmark timings), not result files
+NON_RESULT_DIRS = ("perf",)
+
+
+def result_files(root: str | Path) -> list[Path]:
+    """Every result file under ``root`` (sorted), leaving out ``perf/`` and other non-result folders."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted((f for f in root.rglob("*.json") if f.relative_to(root).parts[0] not in NON_RESULT_DIRS),
+                  key=lambda f: f.relative_to(root).as_posix())
+
+
 def result_path(root: str | Path, doc: dict[str, Any]) -> Path:
     """The canonical path of a result under ``root``.
 

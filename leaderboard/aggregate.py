@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.results import problems
+from bench.results import result_files, problems
 from leaderboard.flags import explain
 
 #: columns every results frame has, in order (per-attack columns ``attack:<name>`` follow ``robust``)
@@ -99,7 +99,7 @@ def _rank(df: pd.DataFrame) -> pd.Series:
 def collect(root: str | Path) -> Collection:
     """Read and validate every ``*.json`` under ``root``; one frame row per valid result."""
     root = Path(root)
-    files = sorted(root.rglob("*.json"), key=lambda p: p.relative_to(root).as_posix()) if root.is_dir() else []
+    files = result_files(root)
     rows, bad = [], []
     for f in files:
         rel = f.relative_to(root).as_posix()

@@ -132,3 +132,13 @@ def test_empty_results_build_an_empty_site(tmp_path, capsys):
     assert "No valid result files yet." in (tmp_path / "site" / "index.html").read_text()
     assert "No valid result files yet." in (tmp_path / "results" / "LEADERBOARD.md").read_text()
     assert "0 results" in capsys.readouterr().err
+
+
+def test_perf_timings_are_not_result_files(tmp_path):
+    from bench.results import result_files
+
+    (tmp_path / "perf").mkdir()
+    (tmp_path / "perf" / "t.json").write_text('{"track": "t", "rows": []}')
+    (tmp_path / "image" / "d").mkdir(parents=True)
+    (tmp_path / "image" / "d" / "x.json").write_text("{}")
+    assert [p.relative_to(tmp_path).as_posix() for p in result_files(tmp_path)] == ["image/d/x.json"]
