@@ -185,14 +185,19 @@ def validate(doc: Any) -> dict[str, Any]:
     return doc
 
 
+def read_json(path: Path) -> Any:
+    """A JSON file's content, or a :class:`UserError` naming the file."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"result file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None
+
+
 def load_result(path: str | Path) -> dict[str, Any]:
     p = Path(path)
-    try:
-        doc = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise UserError(f"result file not found: {p}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{p}: not valid JSON ({exc})") from None
+    doc = read_json(p)
     try:
         return validate(doc)
     except UserError as exc:
@@ -210,12 +215,7 @@ def submit_result(source: str | Path, root: str | Path = "results", *, checkpoin
     write is a temp file + rename). Returns the placed path.
     """
     src = Path(source)
-    try:
-        doc = json.loads(src.read_text())
-    except FileNotFoundError:
-        raise UserError(f"result file not found: {src}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{src}: not valid JSON ({exc})") from None
+    doc = read_json(src)
     bad = unsafe_ids(doc)
     if bad:
         raise UserError(f"{src}: refusing to submit: {bad[0]}")
