@@ -22,7 +22,9 @@ register_track(Track(
     id="speech-kws-snr-30db", domain="speech", dataset="synth-commands", model="melcnn",
     threat=SNR30, suite=KWS_SUITE, n_eval=400, quick=True,
     train=TrainSpec(epochs=8, batch_size=64, lr=3e-3, optimizer="adam", schedule="cosine",
-                    eps_ramp_epochs=1, recipe_params={"pgd-at": {"steps": 3}}),
+                    eps_ramp_epochs=1,
+                    # inner-step budgets matched to PGD-AT for the recipe comparison
+                    recipe_params={"pgd-at": {"steps": 3}, "trades": {"steps": 3}, "mart": {"steps": 3}}),
     eps_sweep=(40.0, 30.0, 20.0, 10.0),
     sweep_suite=(AttackSpec("pgd-10", "pgd", {"steps": 10}),),
     description="Synthetic Speech Commands (espeak-ng, unseen speakers), log-Mel CNN, L2 at 30 dB SNR.",

