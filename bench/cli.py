@@ -80,6 +80,7 @@ def _args_run(p):
     p.add_argument("--suite", default=None, help="a registered attack suite instead of the track's")
     p.add_argument("--no-sweep", action="store_true", help="skip the eps sweep")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast in training")
+    _accel(p)
     _common(p)
 
 
@@ -107,10 +108,12 @@ def cmd_run(args) -> int:
     for track in tracks:
         for recipe in recipes_arg or list(track.recipes):
             ckpt = train_track(track, recipe, epochs=args.epochs, seed=args.seed, runs=args.runs,
-                               device=args.device, bf16=args.bf16, progress=not args.quiet, log=_log)
+                               device=args.device, bf16=args.bf16, progress=not args.quiet, log=_log,
+                               channels_last=args.channels_last, compile=args.compile)
             _log(f"[{track.id}] evaluating {recipe}")
             path = eval_track(track, ckpt, suite=args.suite, seed=args.seed, results=args.results, n=args.n,
-                              device=args.device, eps_sweep=not args.no_sweep, progress=not args.quiet)
+                              device=args.device, eps_sweep=not args.no_sweep, progress=not args.quiet,
+                              compile=args.compile)
             doc = json.loads(Path(path).read_text())
             m = doc["metrics"]
             _log(f"[{track.id}] {recipe}: clean {m['clean_accuracy']:.3f} robust {m['robust_accuracy']:.3f} "
@@ -125,12 +128,21 @@ def cmd_run(args) -> int:
 cmd_run.add_arguments = _args_run
 
 
+def _accel(p, training: bool = True) -> None:
+    """CUDA-path switches shared by run/train/eval."""
+    if training:
+        p.add_argument("--channels-last", action="store_true", help="channels_last memory format for conv nets")
+    p.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
+                   help="torch.compile the model (default backend inductor; aot_eager needs no C++ compiler)")
+
+
 def _args_train(p):
     p.add_argument("--track", required=True)
     p.add_argument("--recipe", required=True, help="a registered recipe or 'module:Factory'")
     p.add_argument("--epochs", type=float, default=None)
     p.add_argument("--out", default=None, help="checkpoint path (.safetensors)")
     p.add_argument("--bf16", action="store_true")
+    _accel(p)
     p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
                    help="write a resumable training state every N steps (atomic)")
     p.add_argument("--resume", action="store_true", help="continue from the training state, if any")
@@ -143,7 +155,8 @@ def cmd_train(args) -> int:
     track = _track(args.track, args.eps)
     path = train_track(track, args.recipe, epochs=args.epochs, seed=args.seed, out=args.out, runs=args.runs,
                        device=args.device, bf16=args.bf16, progress=not args.quiet, log=_log,
-                       checkpoint_every=args.checkpoint_every, resume=args.resume)
+                       checkpoint_every=args.checkpoint_every, resume=args.resume,
+                       channels_last=args.channels_last, compile=args.compile)
     print(path)
     return 0
 
@@ -160,6 +173,7 @@ def _args_eval(p):
     p.add_argument("--cascade", action=argparse.BooleanOptionalAction, default=None,
                    help="attack only examples still robust after the previous attacks (default: the track's)")
     p.add_argument("--no-flags", action="store_true", help="skip the sanity checks (bench.sanity)")
+    _accel(p, training=False)
     p.add_argument("--out", default=None, help="result path (default: the canonical path under --results)")
     _common(p)
 
@@ -176,7 +190,7 @@ def cmd_eval(args) -> int:
         raise UserError(f"checkpoint not found: {args.checkpoint}")
     path = eval_track(track, args.checkpoint, suite=args.suite, seed=args.seed, results=args.results, n=args.n,
                       device=args.device, eps_sweep=not args.no_sweep, progress=not args.quiet, out=args.out,
-                      flags=not args.no_flags, cascade=args.cascade)
+                      flags=not args.no_flags, cascade=args.cascade, compile=args.compile)
     doc = json.loads(Path(path).read_text())
     _log(f"clean {doc['metrics']['clean_accuracy']:.3f} robust {doc['metrics']['robust_accuracy']:.3f}")
     for name, acc in doc["metrics"]["per_attack"].items():

@@ -57,7 +57,8 @@ def make_recipe(track: Track, name: str, overrides: dict[str, Any] | None = None
 def train_track(track: Track, recipe: str, *, epochs: float | None = None, seed: int = 0,
                 out: str | Path | None = None, runs: str | Path | None = None, device: str | None = None,
                 bf16: bool = False, recipe_params: dict[str, Any] | None = None, progress: bool = True,
-                log: Callable[[str], None] = print, checkpoint_every: int = 0, resume: bool = False) -> Path:
+                log: Callable[[str], None] = print, checkpoint_every: int = 0, resume: bool = False,
+                channels_last: bool = False, compile: str | None = None) -> Path:
     """Train ``recipe`` under the track's budget; returns the checkpoint's path."""
     rec, params = make_recipe(track, recipe, recipe_params)
     data = track.dataset_split("train")
@@ -72,6 +73,7 @@ def train_track(track: Track, recipe: str, *, epochs: float | None = None, seed:
                       lr=spec.lr, optimizer=spec.optimizer, schedule=spec.schedule,
                       weight_decay=spec.weight_decay, eps_ramp_epochs=spec.eps_ramp_epochs,
                       grad_clip=spec.grad_clip, seed=seed, bf16=bf16, device=device,
+                      channels_last=channels_last, compile=compile,
                       checkpoint_every=checkpoint_every, resume=resume,
                       state_path=str(state_path) if (checkpoint_every or resume) else None)
     if resume and state_path.exists():
@@ -165,13 +167,17 @@ def result_document(track: Track, report: EvalReport, *, model: str, defense: st
 def eval_track(track: Track, checkpoint: str | Path, *, suite: Any = None, seed: int = 0,
                results: str | Path = "results", n: int | None = None, device: str | None = None,
                eps_sweep: bool = True, progress: bool = True, out: str | Path | None = None,
-               flags: bool = True, cascade: bool | None = None) -> Path:
+               flags: bool = True, cascade: bool | None = None, compile: str | None = None) -> Path:
     """Evaluate a checkpoint on the track's fixed subset and write the result file atomically."""
     ckpt_config = read_checkpoint_config(checkpoint)
     if ckpt_config.get("model") != track.model:
         raise UserError(f"checkpoint model {ckpt_config.get('model')!r} is not the track's model {track.model!r}")
     dev = pick_device(device)
     model = load_checkpoint(checkpoint, device=dev)
+    if compile:
+        from bench.task import compile_model
+
+        compile_model(model, compile)
     if n is not None:
         if n < 1:
             raise UserError(f"--n must be >= 1, got {n}")

@@ -87,3 +87,21 @@ def as_task_model(model: nn.Module) -> TaskModel:
     if isinstance(model, TaskModel):
         return model
     return TaskModel(model)
+
+
+def compile_model(model: nn.Module, backend: str = "inductor") -> nn.Module:
+    """``torch.compile`` the model in place (``nn.Module.compile``): the state dict keeps its keys.
+
+    Attacks and training then call the compiled forward; ``backend`` is any of
+    ``torch._dynamo.list_backends()`` ("inductor" needs a C++ compiler on CPU,
+    "aot_eager" needs none).
+    """
+    import torch._dynamo
+
+    known = set(torch._dynamo.list_backends(exclude_tags=())) | {"eager", "aot_eager"}
+    if backend not in known:
+        from bench.errors import UserError
+
+        raise UserError(f"unknown torch.compile backend {backend!r}: expected one of {', '.join(sorted(known))}")
+    model.compile(backend=backend)
+    return model

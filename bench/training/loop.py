@@ -3,7 +3,8 @@
 Solves min_θ E[max_{δ∈S} L(f_θ(x+δ), y)] (Madry et al. 2018): per minibatch
 the recipe builds the inner example (model in eval mode, as in the TRADES
 reference code), then the loop steps on the recipe's loss (model in train
-mode). The loop owns seeds, device placement, bf16 autocast, channels_last,
+mode). The loop owns seeds, device placement (pinned-memory copies on CUDA),
+DistributedDataParallel under torchrun, bf16 autocast, channels_last, torch.compile,
 gradient clipping, the learning-rate schedule, an eps ramp, minibatch replay
 and the progress bar. Non-finite losses stop training with a clear error.
 """
@@ -49,6 +50,7 @@ class TrainConfig:
     seed: int = 0
     bf16: bool = False
     channels_last: bool = False
+    compile: str | None = None
     device: str | None = None
     checkpoint_every: int = 0
     state_path: str | None = None
@@ -97,26 +99,44 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def _allreduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
-    """Average gradients over ranks in one flat all-reduce (the DDP algorithm, bucketed as one)."""
-    import torch.distributed as dist
+class _RecipeLoss(torch.nn.Module):
+    """The recipe's training loss as one module call, so DistributedDataParallel can wrap it.
 
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= world
-    off = 0
-    for p, g in zip(params, grads):
-        k = g.numel()
-        p.grad = flat[off:off + k].view_as(p).clone()
-        off += k
+    DDP arms its gradient all-reduce in ``forward`` and expects exactly one
+    backward per forward. Wrapping the whole loss (TRADES and MART call the
+    model twice in it, AWP perturbs the weights inside it) keeps that contract
+    for every recipe; the inner attack calls the plain model before, so its
+    input-gradient passes never trigger a reduction.
+    """
+
+    def __init__(self, model: TaskModel, recipe: Recipe):
+        super().__init__()
+        self.model = model
+        self._recipe = recipe
+
+    def forward(self, z, z_adv, ctx, y, state):
+        return self._recipe.loss(self.model, z, z_adv, ctx, y, state)
 
 
-def _broadcast_params(model: torch.nn.Module) -> None:
-    import torch.distributed as dist
+def _wrap_ddp(model: TaskModel, recipe: Recipe, device: torch.device) -> torch.nn.Module:
+    """DistributedDataParallel over the recipe loss (NCCL on CUDA, gloo on CPU); broadcasts rank 0's weights."""
+    from torch.nn.parallel import DistributedDataParallel
 
-    for t in list(model.parameters()) + list(model.buffers()):
-        dist.broadcast(t.data, src=0)
+    return DistributedDataParallel(
+        _RecipeLoss(model, recipe), device_ids=[device] if device.type == "cuda" else None,
+        # a recipe may leave parameters out of a step (e.g. a pooler a head never reads)
+        find_unused_parameters=True)
+
+
+def shard_positions(order: torch.Tensor, start: int, batch_size: int, rank: int, world: int) -> torch.Tensor:
+    """This rank's share of the global minibatch ``order[start:start + batch_size]``.
+
+    Rank r takes positions r, r + world, ... — the partition DistributedSampler
+    makes (``indices[rank::num_replicas]``) applied per global batch, so the
+    union over ranks is exactly the single-process minibatch and averaged
+    gradients match the single-process run.
+    """
+    return order[start:start + batch_size][rank::world]
 
 
 def save_train_state(path: str | os.PathLike, payload: dict[str, Any]) -> None:
@@ -163,8 +183,8 @@ def train(model: TaskModel, data: ArrayData, recipe: Recipe, threat: ThreatModel
     """Train ``model`` in place on ``data`` with ``recipe`` against ``threat``. Returns per-epoch stats.
 
     Under ``torchrun`` (WORLD_SIZE > 1) every rank takes its share of each global
-    batch, gradients are averaged over ranks, and rank 0 alone writes the
-    training state. With ``cfg.checkpoint_every`` the full state (weights,
+    batch (:func:`shard_positions`), DistributedDataParallel averages the
+    gradients over ranks, and rank 0 alone writes the training state. With ``cfg.checkpoint_every`` the full state (weights,
     optimizer, RNG states, epoch/batch position, recipe state) is written
     atomically every N steps; ``cfg.resume`` continues from it and reaches the
     same weights as an uninterrupted run.
@@ -175,8 +195,10 @@ def train(model: TaskModel, data: ArrayData, recipe: Recipe, threat: ThreatModel
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    if world > 1:
-        _broadcast_params(model)
+    if cfg.compile:
+        from bench.task import compile_model
+
+        compile_model(model, cfg.compile)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = _optimizer(model, cfg)
     replay = max(1, recipe.replay)
@@ -205,6 +227,8 @@ def train(model: TaskModel, data: ArrayData, recipe: Recipe, threat: ThreatModel
         history = list(saved["history"])
         acc = list(saved["acc"])
         state.update(saved.get("recipe_state", {}))
+    # under torchrun: DDP over the recipe loss (it broadcasts rank 0's weights, then averages gradients)
+    step_loss = _wrap_ddp(model, recipe, device) if world > 1 else _RecipeLoss(model, recipe)
     bar = None
     if progress and rank == 0:
         from tqdm import tqdm
@@ -224,7 +248,7 @@ def train(model: TaskModel, data: ArrayData, recipe: Recipe, threat: ThreatModel
                 continue
             if step >= total:
                 break
-            pos = order[s0:s0 + cfg.batch_size][rank::world]
+            pos = shard_positions(order, s0, cfg.batch_size, rank, world)
             xb, yb = to_device(take(data.inputs, pos), device), to_device(take(data.y, pos), device)
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * _lr_factor(cfg, step, total)
@@ -241,7 +265,7 @@ def train(model: TaskModel, data: ArrayData, recipe: Recipe, threat: ThreatModel
                     model.train()
                     if z_adv is not None and recipe.on_input_grad is not None:
                         z_adv = z_adv.detach().requires_grad_(True)
-                    loss = recipe.loss(model, z, z_adv, ctx, yb, state)
+                    loss = step_loss(z, z_adv, ctx, yb, state)
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(f"non-finite loss ({float(loss.detach())}) at epoch {epoch + 1}, step {step}")
                 opt.zero_grad(set_to_none=True)
@@ -250,8 +274,6 @@ def train(model: TaskModel, data: ArrayData, recipe: Recipe, threat: ThreatModel
                     recipe.on_input_grad(z_adv.grad.detach(), state)
                 if recipe.after_backward is not None:
                     recipe.after_backward(model, state)
-                if world > 1:
-                    _allreduce_grads(params, world)
                 gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or float("inf"))
                 if not torch.isfinite(gnorm):
                     raise TrainingDiverged(f"non-finite gradients at epoch {epoch + 1}, step {step}")
