@@ -9,6 +9,7 @@ epochs divided by m; PGD-K ≈ (K+1)× ERM).
 
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 from typing import Any
@@ -36,8 +37,7 @@ def training_costs(track: Track, recipes: list[str], *, batches: int = 8, rounds
     for r in range(rounds + 1):  # round 0 warms up (allocator, kernels) and is not counted
         for name in recipes:
             torch.manual_seed(seed)
-            model = build_model(track, data)
-            model.load_state_dict(model0.state_dict())
+            model = copy.deepcopy(model0)  # same weights and the same preprocessing state (e.g. a tokenizer)
             rec = built[name]
             cfg = TrainConfig(epochs=rec.replay if rec.replay > 1 else 1, batch_size=bs, lr=track.train.lr,
                               optimizer=track.train.optimizer, seed=seed, device=device)

@@ -72,3 +72,15 @@ def test_discrete_attack_enters_the_worst_case():
     expected = clean_ok & (data.y == blank_pred)
     assert torch.equal(rep.robust_errors == 0, expected)
     assert rep.metrics()["attack_stats"]["blank"]["calls"] == float(clean_ok.sum())
+
+
+def test_training_costs_on_text_keep_the_tokenizer():
+    """perf --training copies the prepared model, tokenizer included (rebuilding it lost the tokenizer)."""
+    from bench.perf_training import training_costs
+
+    track = get_track("text-rt-emb-l2-0.05")
+    track = replace(track, model_kwargs={"hidden": 32, "layers": 1, "heads": 2, "intermediate": 64,
+                                         "vocab_size": 1000}, train=replace(track.train, batch_size=32))
+    rows = {r["recipe"]: r for r in training_costs(track, ["free"], batches=1, rounds=1)}
+    assert set(rows) == {"erm", "free"} and rows["free"]["replay"] == 2  # the track's m for text
+    assert rows["erm"]["ratio_to_erm"] == 1.0 and rows["free"]["seconds_per_epoch"] > 0
