@@ -123,6 +123,34 @@ def collect(root: str | Path) -> Collection:
     return Collection(df, tuple(bad), len(files))
 
 
+def training_costs(root: str | Path) -> dict[str, list[dict[str, Any]]]:
+    """Track id -> rows of ``results/perf/<track>-training.json`` (``xrobust perf --training``).
+
+    Only well-formed rows (a recipe name and finite, positive numbers) are kept;
+    a file that is not JSON or not a training benchmark is skipped.
+    """
+    out: dict[str, list[dict[str, Any]]] = {}
+    for f in sorted((Path(root) / "perf").glob("*-training.json")):
+        try:
+            doc = json.loads(f.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+            continue
+        if not isinstance(doc, dict) or doc.get("kind") != "training" or not isinstance(doc.get("track"), str):
+            continue
+        rows = []
+        for r in doc.get("rows") or []:
+            try:
+                sec, ratio = float(r["seconds_per_epoch"]), float(r["ratio_to_erm"])
+            except (TypeError, KeyError, ValueError):
+                continue
+            if isinstance(r.get("recipe"), str) and math.isfinite(sec) and math.isfinite(ratio) and sec > 0:
+                rows.append({"recipe": r["recipe"], "seconds_per_epoch": sec, "ratio_to_erm": ratio,
+                             "replay": r.get("replay", 1)})
+        if rows:
+            out[doc["track"]] = rows
+    return out
+
+
 def results_frame(root: str | Path) -> pd.DataFrame:
     """One row per valid result file under ``root`` (see :func:`collect` for the problems)."""
     return collect(root).frame

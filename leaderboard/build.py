@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench.checkpoint import atomic_write_bytes
 from leaderboard import plots
-from leaderboard.aggregate import Collection, collect, tracks
+from leaderboard.aggregate import Collection, collect, tracks, training_costs
 from leaderboard.markdown import leaderboard_markdown
 from leaderboard.site import index_html, track_html, track_page
 
@@ -50,7 +50,7 @@ def build(results: str | Path = "results", out: str | Path | None = None,
     site.mkdir(parents=True, exist_ok=True)
     for stale in list(site.glob("track-*.html")) + list((site / "plots").glob("*.png")):
         stale.unlink()
-    md_text = leaderboard_markdown(df, col.problems)
+    md_text = leaderboard_markdown(df, col.problems, training_costs(results))
     md_path = _write(Path(markdown) if markdown is not None else default_markdown(results), md_text)
     _write(site / "LEADERBOARD.md", md_text)
     csv_path = _write(site / "leaderboard.csv", df.to_csv(index=False, lineterminator="\n"))

@@ -63,6 +63,39 @@ def test_markdown_tables(digits_results):
     assert "| rank | model | defense | clean % | robust % | fgsm | pgd-20 | train s | flags |" in text
 
 
+def test_training_cost_table_from_perf_files(tmp_path):
+    """results/perf/<track>-training.json becomes a cost table under its track; junk files are skipped."""
+    import json
+
+    from leaderboard.aggregate import training_costs
+
+    perf = tmp_path / "perf"
+    perf.mkdir()
+    rows = [{"recipe": "erm", "replay": 1, "seconds_per_epoch": 8.0, "ratio_to_erm": 1.0},
+            {"recipe": "free", "replay": 4, "seconds_per_epoch": 34.0, "ratio_to_erm": 4.25},
+            {"recipe": "bad", "seconds_per_epoch": "NaN", "ratio_to_erm": 1.0}]
+    (perf / "t-training.json").write_text(json.dumps({"track": "t", "kind": "training", "rows": rows}))
+    (perf / "u-training.json").write_text("{not json")
+    (perf / "v-training.json").write_text(json.dumps({"track": "v", "kind": "attacks", "rows": rows}))
+    costs = training_costs(tmp_path)
+    assert list(costs) == ["t"] and [r["recipe"] for r in costs["t"]] == ["erm", "free"]
+    from leaderboard.markdown import cost_markdown
+
+    assert "| free | 34.0 | 4.25 | 4 |" in cost_markdown(costs["t"])
+
+
+def test_committed_leaderboard_has_the_recipe_comparison():
+    """The committed Markdown leaderboard shows every quick track's six-recipe comparison with its costs."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "results" / "LEADERBOARD.md").read_text()
+    for track in ("image-mnist5k-linf-0.3", "speech-kws-snr-30db", "text-rt-emb-l2-0.05"):
+        section = text.split(f"### {track}", 1)[1].split("\n### ", 1)[0]
+        for recipe in ("erm", "fgsm-rs", "free", "pgd-at", "trades", "mart"):
+            assert f"| {recipe} |" in section.split("Training cost", 1)[0], (track, recipe)
+            assert f"| {recipe} |" in section.split("Training cost", 1)[1], (track, recipe)
+
+
 def test_cross_domain_mean_rank_and_wer():
     """Mean rank averages per domain first; WER tracks rank lower numbers first."""
     rows = []
