@@ -71,7 +71,9 @@ class ArrayData:
 
     def __post_init__(self) -> None:
         if length(self.inputs) != length(self.y):
-            raise ValueError(f"inputs ({length(self.inputs)}) and labels ({length(self.y)}) differ in length")
+            from bench.errors import UserError
+
+            raise UserError(f"inputs ({length(self.inputs)}) and labels ({length(self.y)}) differ in length")
 
     def __len__(self) -> int:
         return length(self.y)
@@ -101,3 +103,37 @@ def stratified_split(labels: torch.Tensor, test_per_class: int | float, seed: in
         test.append(idx[:k])
         train.append(idx[k:])
     return torch.cat(train).sort().values, torch.cat(test).sort().values
+
+
+def check_inputs(model: Any, data: ArrayData, device: torch.device | str, what: str) -> None:
+    """Fail early, in one line (:class:`~bench.errors.UserError`), on data a model cannot take.
+
+    An empty dataset, class labels that are not a 1-D integer tensor (for
+    classifiers), or inputs whose shape the model rejects (probed with one
+    uncompiled forward pass on two examples, in eval mode so no dropout draws
+    random numbers) would otherwise surface as a torch traceback mid-run or,
+    for an empty set, as a silently empty result.
+    """
+    from bench.errors import UserError
+
+    n = len(data)
+    if n == 0:
+        raise UserError(f"{what}: the dataset is empty")
+    y = data.y
+    if getattr(model, "objective", "ce") == "ce" and isinstance(y, torch.Tensor) \
+            and (y.dim() != 1 or y.is_floating_point() or y.is_complex()):
+        raise UserError(f"{what}: class labels must be a 1-D integer tensor, got {str(y.dtype).replace('torch.', '')} "
+                        f"of shape {tuple(y.shape)}")
+    head = take(data.inputs, torch.arange(min(2, n)))
+    shape = tuple(head.shape[1:]) if isinstance(head, torch.Tensor) else None
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            z, ctx = model.encode(to_device(head, device))
+            model.forward(z, ctx.to(device))
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        got = f"inputs of shape {shape} per example" if shape is not None else "these inputs"
+        raise UserError(f"{what}: the model cannot run on {got}: {str(exc).splitlines()[0]}") from None
+    finally:
+        model.train(was_training)

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from bench.attacks.base import model_errors
-from bench.data import ArrayData, length, take, to_device
+from bench.data import ArrayData, check_inputs, length, take, to_device
 from bench.suites import AttackSpec, resolve_suite
 from bench.task import TaskModel, as_task_model
 from bench.threat import ThreatModel
@@ -166,6 +166,7 @@ def evaluate(model: nn.Module, x: Any, y: Any, threat: ThreatModel, suite: str |
         device = next((p.device for p in tm.parameters()), torch.device("cpu"))
     tm.eval()
     data = ArrayData(x, y)
+    check_inputs(tm, data, device, "evaluate")
     n = len(data)
     gidx = index if index is not None else torch.arange(n)
     clean = torch.zeros(n)

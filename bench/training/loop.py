@@ -22,7 +22,7 @@ from typing import Any, Callable
 import torch
 
 from bench.attacks.base import model_errors
-from bench.data import ArrayData, take, to_device
+from bench.data import ArrayData, check_inputs, take, to_device
 from bench.errors import UserError
 from bench.rng import derive_seed, seed_everything
 from bench.task import TaskModel
@@ -193,6 +193,7 @@ def train(model: TaskModel, data: ArrayData, recipe: Recipe, threat: ThreatModel
     rank, world = init_distributed(device)
     seed_everything(cfg.seed if world == 1 else derive_seed(cfg.seed, "rank", rank))
     model.to(device)
+    check_inputs(model, data, device, "train")
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     if cfg.compile:
