@@ -84,6 +84,14 @@ def _args_run(p):
     _common(p)
 
 
+def _headline(doc: dict) -> str:
+    """The result's headline numbers in the track's own metric (accuracy, or WER for ASR tracks)."""
+    m = doc["metrics"]
+    if doc.get("metric") == "wer" and "clean_wer" in m:
+        return f"clean WER {m['clean_wer']:.3f} robust WER {m['robust_wer']:.3f}"
+    return f"clean {m['clean_accuracy']:.3f} robust {m['robust_accuracy']:.3f}"
+
+
 def cmd_run(args) -> int:
     from bench.pipeline import eval_track, train_track
     from bench.registry import RECIPES, TRACKS
@@ -116,8 +124,7 @@ def cmd_run(args) -> int:
                               compile=args.compile)
             doc = json.loads(Path(path).read_text())
             m = doc["metrics"]
-            _log(f"[{track.id}] {recipe}: clean {m['clean_accuracy']:.3f} robust {m['robust_accuracy']:.3f} "
-                 f"-> {path}")
+            _log(f"[{track.id}] {recipe}: {_headline(doc)} -> {path}")
             written.append(path)
     print("\n".join(str(p) for p in written))
     if "leaderboard" in COMMANDS and args.track == "quick":
@@ -192,7 +199,7 @@ def cmd_eval(args) -> int:
                       device=args.device, eps_sweep=not args.no_sweep, progress=not args.quiet, out=args.out,
                       flags=not args.no_flags, cascade=args.cascade, compile=args.compile)
     doc = json.loads(Path(path).read_text())
-    _log(f"clean {doc['metrics']['clean_accuracy']:.3f} robust {doc['metrics']['robust_accuracy']:.3f}")
+    _log(_headline(doc))
     for name, acc in doc["metrics"]["per_attack"].items():
         _log(f"  {name}: {acc:.3f} ({doc['metrics'].get('per_attack_mode', 'alone')})")
     up = [k for k, v in doc.get("flags", {}).items() if v.get("raised")]

@@ -91,3 +91,13 @@ def test_malformed_checkpoint_config_exit_2(digits_run, tmp_path):
                    "--results", str(tmp_path / "res"), cwd=tmp_path)
     assert proc.returncode == 2 and "malformed checkpoint config" in proc.stderr
     assert not (tmp_path / "res").exists()
+
+
+def test_headline_speaks_the_tracks_metric():
+    from bench.cli import _headline
+
+    acc = {"metric": "accuracy", "metrics": {"clean_accuracy": 0.974, "robust_accuracy": 0.011}}
+    wer = {"metric": "wer", "metrics": {"clean_accuracy": 0.8, "robust_accuracy": 0.0,
+                                        "clean_wer": 0.0917, "robust_wer": 1.1392}}
+    assert _headline(acc) == "clean 0.974 robust 0.011"
+    assert _headline(wer) == "clean WER 0.092 robust WER 1.139"
