@@ -184,8 +184,9 @@ def train(model: TaskModel, data: ArrayData, recipe: Recipe, threat: ThreatModel
 
     Under ``torchrun`` (WORLD_SIZE > 1) every rank takes its share of each global
     batch (:func:`shard_positions`), DistributedDataParallel averages the
-    gradients over ranks, and rank 0 alone writes the training state. With ``cfg.checkpoint_every`` the full state (weights,
-    optimizer, RNG states, epoch/batch position, recipe state) is written
+    gradients over ranks, and rank 0 alone writes the training state. With
+    ``cfg.checkpoint_every`` the full state (weights, optimizer, RNG states,
+    epoch/batch position, recipe state) is written
     atomically every N steps; ``cfg.resume`` continues from it and reaches the
     same weights as an uninterrupted run.
     """
