@@ -172,7 +172,9 @@ def cross_domain(df: pd.DataFrame) -> pd.DataFrame:
 
     The mean rank averages, over domains, the defense's mean rank among the
     defenses of that domain's tracks (so a domain with many tracks does not
-    outweigh the others); ``domains`` counts the domains it was evaluated on.
+    outweigh the others); ``domains`` counts the domains it was ranked in. A
+    track evaluated with one defense only shows its cells but ranks nothing
+    (its single defense would come first there by default).
     """
     cols: dict[str, Any] = {}
     ranks: dict[str, dict[str, list[int]]] = {}
@@ -184,6 +186,8 @@ def cross_domain(df: pd.DataFrame) -> pd.DataFrame:
             .drop_duplicates("defense").set_index("defense")
         cols[f"{track}:robust"] = best["robust"]
         cols[f"{track}:clean"] = best["clean"]
+        if len(best) < 2:
+            continue
         key = best["robust"] if better else -best["robust"]
         for d, r in key.rank(method="min", ascending=False).items():
             ranks.setdefault(d, {}).setdefault(domain, []).append(int(r))

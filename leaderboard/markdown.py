@@ -62,7 +62,7 @@ def cross_domain_markdown(df: pd.DataFrame) -> str:
     rows = []
     for r in cd.to_dict("records"):
         rows.append([md(r["defense"])] + [cross_cell(r[f"{t}:robust"], r[f"{t}:clean"]) for _, t, _ in trs]
-                    + [f"{r['mean_rank']:.2f}", str(r["domains"])])
+                    + [f"{r['mean_rank']:.2f}" if r["mean_rank"] == r["mean_rank"] else "–", str(r["domains"])])
     return _table(header, rows)
 
 

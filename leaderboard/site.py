@@ -135,7 +135,8 @@ def cross_domain_html(df: pd.DataFrame) -> str:
             rob, cl = r[f"{t}:robust"], r[f"{t}:clean"]
             text = "–" if isinstance(rob, float) and math.isnan(rob) else f"{pct(rob)} ({pct(cl)})"
             cells.append(_td(text, sort=_num_attr(rob)))
-        cells += [_td(f"{r['mean_rank']:.2f}", sort=_num_attr(r["mean_rank"])), _td(str(r["domains"]))]
+        rank = f"{r['mean_rank']:.2f}" if r["mean_rank"] == r["mean_rank"] else "–"  # NaN: ranked nowhere
+        cells += [_td(rank, sort=_num_attr(r["mean_rank"])), _td(str(r["domains"]))]
         rows.append('<tr class="result-row">' + "".join(cells) + "</tr>")
     return _table("cross-domain", header, rows)
 

@@ -116,6 +116,25 @@ def test_cross_domain_mean_rank_and_wer():
     assert cd.loc["erm", "asr:robust"] == 1.1
 
 
+def test_one_defense_track_shows_its_cell_but_ranks_nothing():
+    """ERM alone on a second text track must not rank first there and lift its text mean rank."""
+    rows = []
+    for track, vals in [("txt-a", {"erm": 0.46, "pgd-at": 0.50}), ("txt-b", {"erm": 0.23}),
+                        ("txt-c", {"freelb": 0.40})]:
+        for d, v in vals.items():
+            rows.append({"domain": "text", "track": track, "metric": "accuracy", "defense": d, "model": "m",
+                         "robust": v, "clean": 0.8})
+    cd = cross_domain(pd.DataFrame(rows)).set_index("defense")
+    assert cd.loc["erm", "mean_rank"] == 2.0 and cd.loc["pgd-at", "mean_rank"] == 1.0
+    assert cd.loc["erm", "txt-b:robust"] == 0.23
+    assert cd.loc["freelb", "mean_rank"] != cd.loc["freelb", "mean_rank"] and cd.loc["freelb", "domains"] == 0
+    assert list(cd.index) == ["pgd-at", "erm", "freelb"]  # unranked last
+    from leaderboard.markdown import cross_domain_markdown
+
+    assert "| freelb | – | – | 40.0 (80.0) | – | 0 |" in cross_domain_markdown(pd.DataFrame(rows).assign(
+        dataset="d", threat="t", n=1))
+
+
 def test_invalid_file_is_left_out_and_reported(digits_results, tmp_path, capsys):
     root = tmp_path / "results"
     shutil.copytree(digits_results, root)
