@@ -41,6 +41,11 @@ def cross_cell(robust: float, clean: float) -> str:
     return f"{pct(robust)} ({pct(clean)})"
 
 
+def rank_cell(mean_rank: float) -> str:
+    """A mean rank with two decimals, or "–" for a defense ranked on no track (NaN)."""
+    return "–" if mean_rank is None or math.isnan(mean_rank) else f"{mean_rank:.2f}"
+
+
 def attack_unit(sub: pd.DataFrame) -> str:
     """Suffix for per-attack headers of WER tracks: " WER" when every row reports per-attack WER, else " acc"."""
     if not len(sub) or (sub["metric"] != "wer").any():
@@ -62,7 +67,7 @@ def cross_domain_markdown(df: pd.DataFrame) -> str:
     rows = []
     for r in cd.to_dict("records"):
         rows.append([md(r["defense"])] + [cross_cell(r[f"{t}:robust"], r[f"{t}:clean"]) for _, t, _ in trs]
-                    + [f"{r['mean_rank']:.2f}" if r["mean_rank"] == r["mean_rank"] else "–", str(r["domains"])])
+                    + [rank_cell(r["mean_rank"]), str(r["domains"])])
     return _table(header, rows)
 
 

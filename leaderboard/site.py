@@ -17,7 +17,7 @@ import pandas as pd
 
 from leaderboard.aggregate import attack_columns, cross_domain, tracks
 from leaderboard.flags import FLAG_EXPLANATIONS
-from leaderboard.markdown import attack_unit, pct, seconds
+from leaderboard.markdown import attack_unit, cross_cell, pct, rank_cell, seconds
 
 CSP = ("default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
        "base-uri 'none'; form-action 'none'")
@@ -133,10 +133,8 @@ def cross_domain_html(df: pd.DataFrame) -> str:
         cells = [_td(r["defense"], cls="t")]
         for _, t, _m in trs:
             rob, cl = r[f"{t}:robust"], r[f"{t}:clean"]
-            text = "–" if isinstance(rob, float) and math.isnan(rob) else f"{pct(rob)} ({pct(cl)})"
-            cells.append(_td(text, sort=_num_attr(rob)))
-        rank = f"{r['mean_rank']:.2f}" if r["mean_rank"] == r["mean_rank"] else "–"  # NaN: ranked nowhere
-        cells += [_td(rank, sort=_num_attr(r["mean_rank"])), _td(str(r["domains"]))]
+            cells.append(_td(cross_cell(rob, cl), sort=_num_attr(rob)))
+        cells += [_td(rank_cell(r["mean_rank"]), sort=_num_attr(r["mean_rank"])), _td(str(r["domains"]))]
         rows.append('<tr class="result-row">' + "".join(cells) + "</tr>")
     return _table("cross-domain", header, rows)
 
