@@ -13,6 +13,8 @@ from typing import Any, Iterator
 
 import torch
 
+from bench.errors import UserError
+
 
 def take(obj: Any, idx: torch.Tensor | slice) -> Any:
     """Index the leading (example) dim of a tensor, dict of tensors, list or ``take``-able."""
@@ -29,7 +31,7 @@ def take(obj: Any, idx: torch.Tensor | slice) -> Any:
     raise TypeError(f"cannot index {type(obj).__name__}")
 
 
-def to_device(obj: Any, device: torch.device | str, *, pin: bool | None = None) -> Any:
+def to_device(obj: Any, device: torch.device | str, *, pin: bool = True) -> Any:
     """Move a batch (tensor, dict of tensors, or an object with ``.to``) to ``device``.
 
     CPU tensors bound for CUDA go through page-locked (pinned) memory with a
@@ -38,8 +40,7 @@ def to_device(obj: Any, device: torch.device | str, *, pin: bool | None = None) 
     """
     device = torch.device(device)
     if isinstance(obj, torch.Tensor):
-        if (pin if pin is not None else device.type == "cuda") and obj.device.type == "cpu" \
-                and device.type == "cuda":
+        if pin and device.type == "cuda" and obj.device.type == "cpu":
             return obj.pin_memory().to(device, non_blocking=True)
         return obj.to(device)
     if isinstance(obj, dict):
@@ -71,8 +72,6 @@ class ArrayData:
 
     def __post_init__(self) -> None:
         if length(self.inputs) != length(self.y):
-            from bench.errors import UserError
-
             raise UserError(f"inputs ({length(self.inputs)}) and labels ({length(self.y)}) differ in length")
 
     def __len__(self) -> int:
@@ -114,8 +113,6 @@ def check_inputs(model: Any, data: ArrayData, device: torch.device | str, what: 
     random numbers) would otherwise surface as a torch traceback mid-run or,
     for an empty set, as a silently empty result.
     """
-    from bench.errors import UserError
-
     n = len(data)
     if n == 0:
         raise UserError(f"{what}: the dataset is empty")

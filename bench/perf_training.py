@@ -36,7 +36,6 @@ def training_costs(track: Track, recipes: list[str], *, batches: int = 8, rounds
     times: dict[str, list[float]] = {name: [] for name in recipes}
     for r in range(rounds + 1):  # round 0 warms up (allocator, kernels) and is not counted
         for name in recipes:
-            torch.manual_seed(seed)
             model = copy.deepcopy(model0)  # same weights and the same preprocessing state (e.g. a tokenizer)
             rec = built[name]
             cfg = TrainConfig(epochs=rec.replay if rec.replay > 1 else 1, batch_size=bs, lr=track.train.lr,
