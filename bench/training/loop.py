@@ -204,12 +204,15 @@ def train(model: TaskModel, data: ArrayData, recipe: Recipe, threat: ThreatModel
     params = [p for p in model.parameters() if p.requires_grad]
     opt = _optimizer(model, cfg)
     replay = max(1, recipe.replay)
-    epochs = max(1, math.ceil(cfg.epochs / replay)) if replay > 1 else cfg.epochs
+    # Free-AT (Shafahi et al. 2019, Alg. 1) replays each minibatch m times and makes epochs/m
+    # passes, so the number of gradient steps equals ERM's; the eps ramp is counted in the same
+    # replay-adjusted epochs (a 3-epoch ramp over 10 epochs ends after 0.75 passes when m = 4).
+    epochs = cfg.epochs / replay
     n = len(data)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     full_epochs = math.ceil(epochs)
-    total = int(round(epochs * steps_per_epoch))
-    ramp_steps = cfg.eps_ramp_epochs * steps_per_epoch
+    total = max(1, int(round(epochs * steps_per_epoch)))
+    ramp_steps = cfg.eps_ramp_epochs / replay * steps_per_epoch
     gen = torch.Generator().manual_seed(cfg.seed)
     state: dict[str, Any] = {"step": 0}
     history: list[dict] = []

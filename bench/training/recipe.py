@@ -33,8 +33,9 @@ class Recipe:
         loss: the training loss; receives ``z`` with gradients attached (for
             text, ``z`` is the embedding output) and ``z_adv``; the loop feeds
             ``z + (z_adv - z.detach())`` so embedding weights get gradients too.
-        replay: times each minibatch is replayed (Free-AT); the loop divides
-            the epoch count by it so the budget matches.
+        replay: times each minibatch is replayed (Free-AT); the loop makes
+            epochs/replay passes (fractional passes stop mid-epoch) and counts the
+            eps ramp in the same replay-adjusted epochs, so the budget matches ERM's.
         on_input_grad: called with d(loss)/d(z_adv) after each backward
             (Free-AT reuses this gradient to update its perturbation).
         after_backward: called with ``(model, state)`` after the backward pass and

@@ -81,6 +81,25 @@ def test_free_divides_epochs_by_replay(digits_data, digits_track):
     assert steps[1] == steps[4] == 16  # 4 batches x 4 epochs, or 4 batches x 1 epoch x 4 replays
 
 
+def test_free_makes_fractional_passes_and_ramps_in_replay_epochs(digits_data, digits_track):
+    """10 epochs at m=4 are 2.5 passes x 4 replays (not ceil(10/4) = 3 passes); a 3-epoch eps ramp
+    ends after 0.75 passes, so full eps is reached at step 3 of 4 per pass, as Shafahi et al. count it."""
+    from bench.pipeline import build_model
+
+    train_data, _ = digits_data
+    model = build_model(digits_track, train_data)
+    rec = RECIPES.get("free")(replay=4)
+    eps_seen = []
+    orig = rec.inner
+    rec = type(rec)(**{**rec.__dict__, "inner": lambda m, z, c, y, t, s: eps_seen.append(t.eps) or orig(m, z, c, y, t, s)})
+    train(model, train_data.subset(torch.arange(256)), rec, digits_track.threat,
+          TrainConfig(epochs=10, batch_size=64, seed=0, eps_ramp_epochs=3), progress=False)
+    assert len(eps_seen) == 40  # 4 batches x 2.5 passes x 4 replays = ERM's 10 epochs x 4 batches
+    per_step = eps_seen[::4]
+    eps = digits_track.threat.eps
+    assert per_step[2] == pytest.approx(eps) and per_step[1] == pytest.approx(eps * 2 / 3)
+
+
 def test_awp_restores_weights_after_its_step(digits_model, batch):
     x, y, ctx = batch
     model = copy.deepcopy(digits_model)
