@@ -5,7 +5,7 @@ The Python API a user scripts against (cf. RobustBench's ``load_model``)::
     import bench
     track = bench.get_track("image-mnist5k-linf-0.3")
     x, y = track.test_data()
-    model = bench.load_checkpoint("runs/image-mnist5k-linf-0.3/pgd-at-s0/model.safetensors")
+    model = bench.load_model("image-mnist5k-linf-0.3/pgd-at")   # a published checkpoint (zoo/)
     report = bench.evaluate(model, x, y, track.threat, suite=track.suite)
     print(report.metrics()["robust_accuracy"])
 """
@@ -22,10 +22,11 @@ from bench.suites import AttackSpec
 from bench.task import Context, TaskModel
 from bench.threat import ThreatModel
 from bench.tracks import Track, get_track
+from bench.zoo import load_model
 
 __version__ = package_version()
 
 __all__ = [
     "AttackSpec", "Context", "DataMissingError", "EvalReport", "TaskModel", "ThreatModel", "Track",
-    "UserError", "evaluate", "get_track", "load_checkpoint", "load_domains", "save_checkpoint",
+    "UserError", "evaluate", "get_track", "load_checkpoint", "load_domains", "load_model", "save_checkpoint",
 ]

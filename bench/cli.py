@@ -80,6 +80,8 @@ def _args_run(p):
     p.add_argument("--suite", default=None, help="a registered attack suite instead of the track's")
     p.add_argument("--no-sweep", action="store_true", help="skip the eps sweep")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast in training")
+    p.add_argument("--publish", action="store_true",
+                   help="copy each checkpoint into zoo/<track>/ and evaluate the published copy")
     _accel(p)
     _common(p)
 
@@ -89,7 +91,9 @@ def _headline(doc: dict) -> str:
     m = doc["metrics"]
     if doc.get("metric") == "wer" and "clean_wer" in m:
         return f"clean WER {m['clean_wer']:.3f} robust WER {m['robust_wer']:.3f}"
-    return f"clean {m['clean_accuracy']:.3f} robust {m['robust_accuracy']:.3f}"
+    head = doc.get("headline") or {"clean": "clean_accuracy", "robust": "robust_accuracy"}
+    label = "" if head["robust"] == "robust_accuracy" else f" ({head['robust'].removeprefix('robust_')})"
+    return f"clean {m[head['clean']]:.3f} robust {m[head['robust']]:.3f}{label}"
 
 
 def cmd_run(args) -> int:
@@ -118,6 +122,11 @@ def cmd_run(args) -> int:
             ckpt = train_track(track, recipe, epochs=args.epochs, seed=args.seed, runs=args.runs,
                                device=args.device, bf16=args.bf16, progress=not args.quiet, log=_log,
                                channels_last=args.channels_last, compile=args.compile)
+            if args.publish:
+                from bench.zoo import publish
+
+                ckpt = publish(ckpt, track)
+                _log(f"[{track.id}] published {ckpt}")
             _log(f"[{track.id}] evaluating {recipe}")
             path = eval_track(track, ckpt, suite=args.suite, seed=args.seed, results=args.results, n=args.n,
                               device=args.device, eps_sweep=not args.no_sweep, progress=not args.quiet,
@@ -180,6 +189,8 @@ def _args_eval(p):
     p.add_argument("--cascade", action=argparse.BooleanOptionalAction, default=None,
                    help="attack only examples still robust after the previous attacks (default: the track's)")
     p.add_argument("--no-flags", action="store_true", help="skip the sanity checks (bench.sanity)")
+    p.add_argument("--publish", action="store_true",
+                   help="copy the checkpoint into zoo/<track>/ first and evaluate the published copy")
     _accel(p, training=False)
     p.add_argument("--out", default=None, help="result path (default: the canonical path under --results)")
     _common(p)
@@ -195,7 +206,13 @@ def cmd_eval(args) -> int:
         SUITES.get(args.suite)
     if not Path(args.checkpoint).exists():
         raise UserError(f"checkpoint not found: {args.checkpoint}")
-    path = eval_track(track, args.checkpoint, suite=args.suite, seed=args.seed, results=args.results, n=args.n,
+    checkpoint = args.checkpoint
+    if args.publish:
+        from bench.zoo import publish
+
+        checkpoint = publish(checkpoint, track)
+        _log(f"[{track.id}] published {checkpoint}")
+    path = eval_track(track, checkpoint, suite=args.suite, seed=args.seed, results=args.results, n=args.n,
                       device=args.device, eps_sweep=not args.no_sweep, progress=not args.quiet, out=args.out,
                       flags=not args.no_flags, cascade=args.cascade, compile=args.compile)
     doc = json.loads(Path(path).read_text())

@@ -59,6 +59,8 @@ class EvalReport:
     #: remarks of the attacks (e.g. "DLR needs >= 3 classes; used the margin loss")
     notes: list[str] = field(default_factory=list)
     attack_stats: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: the sanity flags (:func:`bench.sanity.compute_flags`) when ``evaluate(..., flags=True)``
+    flags: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -141,7 +143,7 @@ def evaluate(model: nn.Module, x: Any, y: Any, threat: ThreatModel, suite: str |
              batch_size: int = 256, cascade: bool = False, seed: int = 0,
              device: str | torch.device | None = None, index: torch.Tensor | None = None,
              progress: bool = False, resume_file: str | Path | None = None,
-             resume_key: str | None = None) -> EvalReport:
+             resume_key: str | None = None, flags: bool = True) -> EvalReport:
     """Attack ``model`` on ``(x, y)`` with every attack of ``suite`` and keep the worst case.
 
     Args:
@@ -155,12 +157,33 @@ def evaluate(model: nn.Module, x: Any, y: Any, threat: ThreatModel, suite: str |
         index: global example ids (default ``0..n-1``), used to seed per example.
         resume_file: per-batch outcomes are saved there as they finish; a rerun with the
             same ``resume_key`` skips finished batches. Removed when the evaluation completes.
+        flags: run the sanity checks of :mod:`bench.sanity` afterwards (as AutoAttack runs its
+            checks) and store them in ``report.flags``; ``False`` skips them.
+
+    The model's train/eval mode is restored on return.
 
     Under ``torchrun`` (an initialized process group) each rank attacks every
     WORLD-th example and the per-example outcomes are gathered, so the report
     equals the single-process one (random starts are seeded per example).
     """
     tm = as_task_model(model)
+    was_training = tm.training
+    try:
+        report = _evaluate(tm, x, y, threat, suite, batch_size=batch_size, cascade=cascade, seed=seed,
+                           device=device, index=index, progress=progress, resume_file=resume_file,
+                           resume_key=resume_key)
+        if flags:
+            from bench.sanity import compute_flags
+
+            report.flags = compute_flags(tm, x, y, threat, report, device=device, index=index, seed=seed,
+                                         batch_size=batch_size)
+        return report
+    finally:
+        tm.train(was_training)
+
+
+def _evaluate(tm: TaskModel, x, y, threat, suite, *, batch_size, cascade, seed, device, index, progress,
+              resume_file, resume_key) -> EvalReport:
     specs = resolve_suite(suite)
     if device is None:
         device = next((p.device for p in tm.parameters()), torch.device("cpu"))

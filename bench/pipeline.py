@@ -105,18 +105,55 @@ def _barrier() -> None:
         dist.barrier()
 
 
-def _sweep(model, x, y, idx, track: Track, suite, seed: int, device, headline: EvalReport | None = None,
-           headline_suite: Any = None) -> list[dict[str, Any]]:
-    out = []
-    for eps in track.eps_sweep:
+def _sweep(model, x, y, idx, track: Track, suite, seed: int, device, headline: EvalReport) -> list[dict[str, Any]]:
+    """The robust accuracy (and WER) at every eps of the track's sweep, on the first ``sweep_n`` examples.
+
+    Budgets are visited from the smallest up and outcomes are carried per example: an example
+    broken at one eps is broken at every larger eps (the smaller ball lies inside the larger one),
+    so it is not attacked again, and the curve is monotone by construction. The headline eps
+    reuses the headline outcome when the suite is the headline's; examples broken at a smaller
+    sweep eps are then also counted as broken in the headline report itself (with a note).
+    """
+    from bench.data import length, take
+    from bench.evaluate import _binary
+    from bench.suites import resolve_suite
+
+    n = min(track.sweep_n or length(y), length(y))
+    pos = torch.arange(n)
+    xs, ys, ids = take(x, pos), take(y, pos), idx[:n]
+    binary = _binary(model)
+    same_suite = tuple(resolve_suite(suite)) == tuple(headline.suite)
+    clean, units = headline.clean_errors[:n], headline.units[:n]
+    smaller_first = sorted(track.eps_sweep, reverse=track.threat.scale == "snr-db")
+    worst: torch.Tensor | None = None
+    points = []
+    for eps in smaller_first:
         t = track.threat.with_eps(float(eps))
-        if headline is not None and t == headline.threat and suite == headline_suite:
-            out.append({"threat": t.id, "eps": float(eps), "robust_accuracy": headline.metrics()["robust_accuracy"]})
-            continue
-        rep = evaluate(model, x, y, t, suite, batch_size=track.eval_batch_size, cascade=True,
-                       seed=seed, device=device, index=idx)
-        out.append({"threat": t.id, "eps": float(eps), "robust_accuracy": rep.metrics()["robust_accuracy"]})
-    return out
+        if t == headline.threat and same_suite:
+            e = headline.robust_errors[:n].clone()
+            if worst is not None:
+                more = int((torch.maximum(e, worst) > e).sum())
+                if more:
+                    headline.robust_errors[:n] = torch.maximum(e, worst)
+                    headline.notes.append(f"{more} example(s) broken at a smaller eps of the sweep counted as "
+                                          f"broken at {t.id} (the smaller ball lies inside)")
+        else:
+            e = clean.clone()
+            active = ((clean == 0) & (worst == 0 if worst is not None else True)) if binary else \
+                torch.ones(n, dtype=torch.bool)
+            sel = active.nonzero().squeeze(1)
+            if len(sel):
+                rep = evaluate(model, take(xs, sel), take(ys, sel), t, suite, batch_size=track.eval_batch_size,
+                               cascade=track.cascade, seed=seed, device=device, index=ids[sel], flags=False)
+                e[sel] = rep.robust_errors
+        if worst is not None:
+            e = torch.maximum(e, worst)
+        worst = e
+        point = {"threat": t.id, "eps": float(eps), "n": n, "robust_accuracy": float((e == 0).double().mean())}
+        if not binary:
+            point["robust_wer"] = float(e.double().sum() / units.double().sum().clamp_min(1))
+        points.append(point)
+    return points
 
 
 def result_document(track: Track, report: EvalReport, *, model: str, defense: str, seed: int,
@@ -129,10 +166,12 @@ def result_document(track: Track, report: EvalReport, *, model: str, defense: st
         metrics["eps_sweep"] = eps_sweep
     if extra_metrics:
         metrics.update(extra_metrics)
+    clean_key, robust_key = track.headline_keys
     doc = {
         "schema_version": SCHEMA_VERSION,
         "track": track.id,
         "metric": track.metric,
+        "headline": {"clean": clean_key, "robust": robust_key, "higher_is_better": track.metric != "wer"},
         "domain": track.domain,
         "dataset": track.dataset,
         "threat": report.threat.to_dict(),
@@ -192,9 +231,9 @@ def eval_track(track: Track, checkpoint: str | Path, *, suite: Any = None, seed:
     partial = weights.with_name(weights.stem + f".eval-{track.threat.id}.partial.json")
     report = evaluate(model, data.inputs, data.y, track.threat, suite, batch_size=track.eval_batch_size,
                       cascade=track.cascade if cascade is None else cascade, seed=seed, device=dev, index=idx,
-                      progress=progress, resume_file=partial, resume_key=f"{ckpt_sha}/{track.id}")
+                      progress=progress, resume_file=partial, resume_key=f"{ckpt_sha}/{track.id}", flags=False)
     sweep = _sweep(model, data.inputs, data.y, idx, track, track.sweep_suite or suite, seed, dev,
-                   headline=report, headline_suite=suite) if eps_sweep and track.eps_sweep else None
+                   headline=report) if eps_sweep and track.eps_sweep else None
     flag_doc = compute_flags(model, data.inputs, data.y, track.threat, report, eps_sweep=sweep, device=dev,
                              index=idx, seed=seed, batch_size=track.eval_batch_size) if flags else {}
     seconds = time.perf_counter() - t0

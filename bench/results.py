@@ -122,6 +122,9 @@ def problems(doc: Any, path: str | Path | None = None) -> list[str]:
         if v + tol < m["robust_accuracy"]:
             out.append(f"metrics/per_attack/{name}: {v} < robust_accuracy {m['robust_accuracy']}"
                        " (the worst case over the suite cannot beat a single attack)")
+    for role, key in (doc.get("headline") or {}).items():
+        if role in ("clean", "robust") and not isinstance(m.get(key), (int, float)):
+            out.append(f"headline/{role}: metrics has no number {key!r}")
     if doc.get("metric") == "wer" and not ("clean_wer" in m and "robust_wer" in m):
         out.append("metrics: metric is wer but clean_wer / robust_wer are missing")
     if "clean_wer" in m and "robust_wer" in m and m["robust_wer"] + tol < m["clean_wer"]:

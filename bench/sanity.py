@@ -19,10 +19,13 @@ robustness", §5 checklist):
     share of examples fooled by a black-box attack (Square) that every
     gradient attack of the suite missed; raised if > 0.01. Gradients that
     mislead the white-box attacks are the usual cause.
-``more-steps-weaker``
-    robust accuracy under PGD-4K minus under PGD-K (same random start, step
-    rule 2.5/K) on up to ``n_check`` examples; raised if > 0.01. More steps
-    must not help the model.
+``more-steps-weaker`` / ``not-converged``
+    the suite's first multi-step gradient attack, with its own settings (e.g.
+    APGD-CE-100), against the same attack with 4x the steps, on up to
+    ``n_check`` examples. ``more-steps-weaker`` = robust accuracy with 4K steps
+    minus with K (more steps must not help the model); ``not-converged`` = the
+    reverse (the suite's attack had not converged: a stronger run finds more).
+    Both raised above 0.01 (for WER tracks the difference of WER).
 ``zero-gradients``
     share of examples whose input gradient of the model's objective at the
     clean point is all-zero or non-finite; raised if > 0.05 (input
@@ -58,7 +61,8 @@ CHECKS: dict[str, tuple[float, str]] = {
     "robust-above-clean": (0.0, "a robust accuracy in the file is above the clean accuracy"),
     "non-monotone-in-eps": (0.005, "robust accuracy rises as eps grows (eps sweep)"),
     "blackbox-beats-whitebox": (0.01, "share of examples only a black-box attack fooled"),
-    "more-steps-weaker": (0.01, "PGD with 4x the steps gives a higher robust accuracy"),
+    "more-steps-weaker": (0.01, "the suite's gradient attack with 4x the steps gives a higher robust accuracy"),
+    "not-converged": (0.01, "the suite's gradient attack with 4x the steps gives a lower robust accuracy"),
     "zero-gradients": (0.05, "share of examples with an all-zero or NaN input gradient"),
     "randomized-forward": (0.0, "share of examples whose outputs differ between two identical forwards"),
     "eps0-differs-from-clean": (0.0, "share of examples whose error at eps=0 differs from clean"),
@@ -183,38 +187,65 @@ def eps0_differs(tm, x, y, threat: ThreatModel, attack, *, n: int, batch: int, d
     return Flag("eps0-differs-from-clean", diff / total if total else None)
 
 
-@torch.no_grad()
-def more_steps_weaker(tm, x, y, threat: ThreatModel, *, steps: int = 10, n: int, batch: int, device,
-                      index=None, seed: int = 0) -> Flag:
-    from bench.attacks.pgd import PGD
+def _step_attack(suite) -> Any:
+    """The suite's first multi-step gradient attack (its spec), or None."""
+    for spec in suite:
+        attack = spec.build()
+        if getattr(attack, "whitebox", True) and not getattr(attack, "discrete", False) \
+                and int(dict(spec.params).get("steps", 1)) > 1 and hasattr(attack, "steps"):
+            return spec
+    return None
 
-    accs = []
-    for k in (steps, 4 * steps):
-        attack = PGD(steps=k, seed=seed)
-        ok = total = 0
+
+@torch.no_grad()
+def step_checks(tm, x, y, threat: ThreatModel, suite, *, n: int, batch: int, device, index=None,
+                seed: int = 0) -> list[Flag]:
+    """``more-steps-weaker`` and ``not-converged`` from the suite's own gradient attack at K and 4K steps."""
+    spec = _step_attack(suite)
+    if spec is None:
+        return [Flag("more-steps-weaker", None), Flag("not-converged", None)]
+    from bench.evaluate import _units
+    from bench.suites import AttackSpec
+
+    rates = []
+    for factor in (1, 4):
+        params = {**dict(spec.params), "steps": int(dict(spec.params)["steps"]) * factor}
+        attack = AttackSpec(spec.name, spec.attack, params).build(seed)
+        errs = units = 0.0
         for xb, yb, ib in _batches(x, y, n, batch, device, index):
             z, ctx = tm.encode(xb)
             ctx = replace(ctx, index=ib.to(device))
             z_adv = attack.run(tm, z.detach(), ctx, yb, threat)
             e = torch.maximum(model_errors(tm, tm(z, ctx), yb).float(), model_errors(tm, tm(z_adv, ctx), yb).float())
-            ok += int((e == 0).sum())
-            total += e.numel()
-        accs.append(ok / max(total, 1))
-    return Flag("more-steps-weaker", accs[1] - accs[0])
+            errs += float(e.sum())
+            units += float(_units(tm, yb).sum())
+        rates.append(errs / max(units, 1.0))
+    k, k4 = rates
+    return [Flag("more-steps-weaker", k - k4), Flag("not-converged", k4 - k)]
 
 
 def compute_flags(model, x, y, threat: ThreatModel, report, *, eps_sweep: list | None = None,
                   device=None, index: torch.Tensor | None = None, seed: int = 0, n_check: int = 100,
-                  batch_size: int = 250, steps: int = 10) -> dict[str, dict[str, Any]]:
+                  batch_size: int = 250) -> dict[str, dict[str, Any]]:
     """Every check of :data:`CHECKS` for one evaluation; returns the result file's ``flags``.
 
     Model-based checks use the first ``n_check`` examples (with their global
-    ``index``, so random starts match the evaluation's).
+    ``index``, so random starts match the evaluation's). The model's train/eval
+    mode is restored afterwards.
     """
     from bench.task import as_task_model
 
     tm = as_task_model(model)
+    was_training = tm.training
     tm.eval()
+    try:
+        return _compute_flags(tm, x, y, threat, report, eps_sweep=eps_sweep, device=device, index=index,
+                              seed=seed, n_check=n_check, batch_size=batch_size)
+    finally:
+        tm.train(was_training)
+
+
+def _compute_flags(tm, x, y, threat, report, *, eps_sweep, device, index, seed, n_check, batch_size):
     if device is None:
         device = next((p.device for p in tm.parameters()), torch.device("cpu"))
     m = report.metrics()
@@ -237,7 +268,7 @@ def compute_flags(model, x, y, threat: ThreatModel, report, *, eps_sweep: list |
         robust_above_clean(m["clean_accuracy"], robust),
         non_monotone_in_eps(points),
         blackbox_beats_whitebox(report, whitebox),
-        more_steps_weaker(tm, x, y, threat, steps=steps, seed=seed, **kw),
+        *step_checks(tm, x, y, threat, report.suite, seed=seed, **kw),
         zero_gradients(tm, x, y, **kw),
         randomized_forward(tm, x, y, **kw),
         eps0_differs(tm, x, y, threat, first, **kw) if first is not None else Flag("eps0-differs-from-clean", None),

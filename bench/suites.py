@@ -40,9 +40,11 @@ SUITES.register("pgd", (AttackSpec("fgsm", "fgsm"),
 #: AutoAttack's "fast" subset: the two gradient attacks that find almost everything.
 SUITES.register("fast", (AttackSpec("apgd-ce", "apgd", {"steps": 100, "loss": "ce"}),
                          AttackSpec("apgd-t", "apgd-t", {"steps": 100, "targets": 9, "loss": "dlr"})))
-#: AutoAttack's standard version without FAB-T (Croce & Hein 2020): APGD-CE,
-#: APGD-T (targeted DLR, 9 target classes), Square with 5,000 queries.
-SUITES.register("standard", (AttackSpec("apgd-ce", "apgd", {"steps": 100, "loss": "ce"}),
-                             AttackSpec("apgd-t", "apgd-t", {"steps": 100, "targets": 9, "loss": "dlr"}),
-                             AttackSpec("square", "square", {"queries": 5000, "p_init": 0.8})))
+#: AutoAttack's standard version (Croce & Hein 2020): APGD-CE, APGD-T (targeted DLR, 9 target
+#: classes), FAB-T (9 target classes), Square with 5,000 queries; run as a cascade by the tracks.
+STANDARD = (AttackSpec("apgd-ce", "apgd", {"steps": 100, "loss": "ce"}),
+            AttackSpec("apgd-t", "apgd-t", {"steps": 100, "targets": 9, "loss": "dlr"}),
+            AttackSpec("fab-t", "fab-t", {"steps": 100, "targets": 9}),
+            AttackSpec("square", "square", {"queries": 5000, "p_init": 0.8}))
+SUITES.register("standard", STANDARD)
 SUITES.register("pgd-restarts", (AttackSpec("pgd-50x5", "pgd", {"steps": 50, "restarts": 5}),))

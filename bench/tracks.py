@@ -45,7 +45,12 @@ class Track:
         suite: attack specs (or a registered suite name).
         n_eval: size of the fixed evaluation subset of the test split.
         metric: ``accuracy`` or ``wer``.
-        eps_sweep: extra eps values evaluated with ``sweep_suite``.
+        headline: the metrics keys ``(clean, robust)`` the leaderboard, the cross-domain table
+            and mean ranks read (default: ``clean_accuracy``/``robust_accuracy``, or
+            ``clean_wer``/``robust_wer`` for WER tracks); e.g. keyword-only accuracy for KWS.
+        eps_sweep: extra eps values, each evaluated with the headline suite (or ``sweep_suite``,
+            only where a committed measurement shows it equivalent) on the first ``sweep_n``
+            examples of the evaluation subset (all when ``None``).
         quick: part of ``xrobust run quick``.
         recipes: the recipes ``xrobust run`` trains by default.
         cascade: attack only still-robust examples (AutoAttack's order).
@@ -60,8 +65,10 @@ class Track:
     n_eval: int = 1000
     metric: str = "accuracy"
     train: TrainSpec = TrainSpec()
+    headline: tuple[str, str] | None = None
     eps_sweep: tuple[float, ...] = ()
     sweep_suite: tuple[AttackSpec, ...] | str | None = None
+    sweep_n: int | None = None
     quick: bool = False
     recipes: tuple[str, ...] = ("erm", "pgd-at")
     cascade: bool = False
@@ -73,6 +80,13 @@ class Track:
     @property
     def attack_specs(self) -> tuple[AttackSpec, ...]:
         return resolve_suite(self.suite)
+
+    @property
+    def headline_keys(self) -> tuple[str, str]:
+        """The ``(clean, robust)`` metrics keys of the headline number."""
+        if self.headline is not None:
+            return tuple(self.headline)
+        return ("clean_wer", "robust_wer") if self.metric == "wer" else ("clean_accuracy", "robust_accuracy")
 
     def dataset_split(self, split: str, root: str | None = None) -> ArrayData:
         loader = DATASETS.get(self.dataset)
@@ -102,8 +116,8 @@ class Track:
         return {
             "id": self.id, "domain": self.domain, "dataset": self.dataset, "model": self.model,
             "threat": self.threat.to_dict(), "suite": [s.to_dict() for s in self.attack_specs],
-            "n_eval": self.n_eval, "metric": self.metric, "eps_sweep": list(self.eps_sweep),
-            "quick": self.quick, "cascade": self.cascade,
+            "n_eval": self.n_eval, "metric": self.metric, "headline": list(self.headline_keys),
+            "eps_sweep": list(self.eps_sweep), "sweep_n": self.sweep_n, "quick": self.quick, "cascade": self.cascade,
         }
 
 

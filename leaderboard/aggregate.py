@@ -25,7 +25,7 @@ BASE_COLUMNS = [
     "model", "defense", "n", "clean", "robust",
 ]
 TAIL_COLUMNS = [
-    "clean_accuracy", "robust_accuracy", "clean_wer", "robust_wer",
+    "headline", "clean_accuracy", "robust_accuracy", "clean_wer", "robust_wer",
     "train_seconds", "eval_seconds", "train_epochs", "flags", "flag_details", "eps_sweep", "sweep_metric",
     "attack_metric",
     "version", "commit", "seed", "checkpoint_sha256", "device", "torch_version", "timestamp", "config_hash", "path",
@@ -48,6 +48,30 @@ def metric_of(doc: dict[str, Any]) -> str:
     return "wer" if "robust_wer" in doc["metrics"] else "accuracy"
 
 
+#: the badge of a result evaluated with another suite than its track's official one
+UNOFFICIAL = "unofficial-suite"
+
+
+def official_suite(doc: dict[str, Any]) -> bool:
+    """Whether the file's attack suite is its track's official suite (attack and parameters, in order).
+
+    Tracks are declared data (``bench.tracks``); a file of a track this installation does not
+    know is taken at its word.
+    """
+    from bench.errors import UserError
+    from bench.registry import load_domains
+    from bench.tracks import get_track
+
+    load_domains()
+    try:
+        track = get_track(doc["track"])
+    except (UserError, KeyError):
+        return True
+    want = [(s.attack, dict(s.params)) for s in track.attack_specs]
+    have = [(s.get("attack"), dict(s.get("params") or {})) for s in doc.get("suite") or []]
+    return have == want
+
+
 def _num(v: Any) -> float:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
 
@@ -57,9 +81,13 @@ def row_of(doc: dict[str, Any], rel_path: str) -> dict[str, Any]:
     m, cost, prov = doc["metrics"], doc["cost"], doc["provenance"]
     metric = metric_of(doc)
     wer = metric == "wer"
+    head = doc.get("headline")  # the track's declared headline keys (e.g. keyword-only accuracy for KWS)
     attack_wer = wer and bool(m.get("per_attack_wer"))
     per_attack = m["per_attack_wer"] if attack_wer else m["per_attack"]
-    raised = sorted(k for k, v in (doc.get("flags") or {}).items() if v.get("raised"))
+    flag_doc = dict(doc.get("flags") or {})
+    if not official_suite(doc):
+        flag_doc[UNOFFICIAL] = {"value": None, "raised": True}
+    raised = sorted(k for k, v in flag_doc.items() if v.get("raised"))
     points = m.get("eps_sweep") or []
     sweep_wer = wer and bool(points) and all(isinstance(p.get("robust_wer"), (int, float)) for p in points)
     sweep = sorted((float(p["eps"]), float(p["robust_wer"] if sweep_wer else p["robust_accuracy"])) for p in points)
@@ -68,15 +96,16 @@ def row_of(doc: dict[str, Any], rel_path: str) -> dict[str, Any]:
         "norm": doc["threat"]["norm"], "eps": float(doc["threat"]["eps"]), "metric": metric,
         "higher_is_better": not wer, "rank": 0, "model": doc["model"], "defense": doc["defense"],
         "n": int(doc["n"]),
-        "clean": _num(m.get("clean_wer")) if wer else float(m["clean_accuracy"]),
-        "robust": _num(m.get("robust_wer")) if wer else float(m["robust_accuracy"]),
+        "clean": _num(m.get(head["clean"])) if head else (_num(m.get("clean_wer")) if wer else float(m["clean_accuracy"])),
+        "robust": _num(m.get(head["robust"])) if head else (_num(m.get("robust_wer")) if wer else float(m["robust_accuracy"])),
+        "headline": head["robust"] if head else ("robust_wer" if wer else "robust_accuracy"),
         "clean_accuracy": float(m["clean_accuracy"]), "robust_accuracy": float(m["robust_accuracy"]),
         "clean_wer": _num(m.get("clean_wer")), "robust_wer": _num(m.get("robust_wer")),
         "train_seconds": float(cost["train_seconds"]), "eval_seconds": float(cost["eval_seconds"]),
         "train_epochs": _num(cost.get("train_epochs")),
         "flags": ";".join(raised),
-        "flag_details": json.dumps({k: {"value": doc["flags"][k].get("value"),
-                                        "explanation": explain(k, doc["flags"][k])} for k in raised},
+        "flag_details": json.dumps({k: {"value": flag_doc[k].get("value"),
+                                        "explanation": explain(k, flag_doc[k])} for k in raised},
                                    sort_keys=True),
         "eps_sweep": json.dumps(sweep), "sweep_metric": "wer" if sweep_wer else "accuracy",
         "attack_metric": "wer" if attack_wer else "accuracy",

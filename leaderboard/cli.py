@@ -30,3 +30,21 @@ def cmd_leaderboard(args) -> int:
 
 cmd_leaderboard.add_arguments = _args  # before registering: command() reads it
 command("leaderboard", "build the leaderboard (Markdown, CSV, static site with plots) from results/")(cmd_leaderboard)
+
+
+def _args_docs(p) -> None:
+    p.add_argument("--results", default="results", help="results root (default: results/)")
+    p.add_argument("--root", default=".", help="project root holding README.md and docs/ (default: .)")
+
+
+def cmd_docs(args) -> int:
+    """Regenerate the marked result tables of README.md and docs/*.md from ``args.results``."""
+    from leaderboard.docs import update
+
+    for path in update(args.results, args.root):
+        print(f"updated {path}", file=sys.stderr)
+    return 0
+
+
+cmd_docs.add_arguments = _args_docs
+command("docs", "regenerate the result tables marked in README.md and docs/*.md from results/")(cmd_docs)

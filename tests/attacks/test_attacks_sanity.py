@@ -55,8 +55,7 @@ def _flags(model, x, y):
     for eps in (0.0, 0.1, 0.2):
         r = evaluate(model, x, y, THREAT.with_eps(eps), suite[:1], cascade=True, index=torch.arange(len(y)))
         sweep.append({"threat": THREAT.with_eps(eps).id, "eps": eps, "robust_accuracy": r.metrics()["robust_accuracy"]})
-    return compute_flags(model, x, y, THREAT, rep, eps_sweep=sweep, index=torch.arange(len(y)), n_check=len(y),
-                         steps=5)
+    return compute_flags(model, x, y, THREAT, rep, eps_sweep=sweep, index=torch.arange(len(y)), n_check=len(y))
 
 
 def test_normal_model_raises_no_flag(digits_model, digits_batch):
@@ -93,4 +92,62 @@ def test_flags_from_numbers():
     assert not non_monotone_in_eps([(0.0, 0.9), (0.1, 0.5), (0.2, 0.5)]).raised
     assert non_monotone_in_eps([(0.3, 0.2)]).value is None
     assert Flag("more-steps-weaker", 0.02).raised and not Flag("more-steps-weaker", 0.0).raised
+    assert Flag("not-converged", 0.02).raised and not Flag("not-converged", 0.01).raised
+
+
+class LeakyRadius(ThreatModel):
+    """A threat whose radius has an additive floor (a plausible bug): at eps = 0 the ball is not a point.
+    Projection and ``contains`` agree with each other, so only the eps = 0 check can see it."""
+
+    def radius(self, z, ctx=None):
+        return super().radius(z, ctx) + 0.1
+
+    def with_eps(self, eps):
+        return LeakyRadius(self.norm, eps, self.space, self.scale, self.per, self.bounds)
+
+
+def test_eps0_check_runs_the_attack_and_sees_a_leaky_projection(digits_model, digits_batch):
+    """The attack really searches and projects at eps = 0 (no short-circuit returning the clean input),
+    so a projection that moves points changes errors and raises ``eps0-differs-from-clean``."""
+    from bench.sanity import eps0_differs
+    from bench.suites import AttackSpec
+
+    x, y = digits_batch
+    attack = AttackSpec("apgd-ce", "apgd", {"steps": 10, "loss": "ce"}).build()
+    kw = dict(n=len(y), batch=250, device="cpu", index=torch.arange(len(y)))
+    good = eps0_differs(digits_model, x, y, THREAT, attack, **kw)
+    leaky = eps0_differs(digits_model, x, y, LeakyRadius("linf", 0.2), attack, **kw)
+    assert good.value == 0.0 and not good.raised
+    assert leaky.raised and leaky.value > 0.2, leaky
+
+
+def test_not_converged_fires_on_a_short_attack_and_not_on_the_standard_one(digits_model, digits_batch):
+    """``not-converged`` runs the suite's own first gradient attack at K and 4K steps."""
+    from bench.sanity import step_checks
+    from bench.suites import STANDARD, AttackSpec
+
+    x, y = digits_batch
+    kw = dict(n=len(y), batch=250, device="cpu", index=torch.arange(len(y)))
+    short = step_checks(digits_model, x, y, THREAT, [AttackSpec("pgd-1", "pgd", {"steps": 2, "rel_step": 0.05})],
+                        **kw)
+    assert {f.name: f.raised for f in short} == {"more-steps-weaker": False, "not-converged": True}, short
+    full = {f.name: f for f in step_checks(digits_model, x, y, THREAT, STANDARD, **kw)}
+    assert not full["not-converged"].raised and not full["more-steps-weaker"].raised, full
+    assert full["not-converged"].value is not None
+
+
+def test_evaluate_computes_flags_and_restores_the_mode(digits_model, digits_batch):
+    from bench.suites import AttackSpec
+
+    x, y = digits_batch
+    digits_model.train()
+    try:
+        rep = evaluate(digits_model, x[:40], y[:40], THREAT, [AttackSpec("apgd-ce", "apgd", {"steps": 5})],
+                       index=torch.arange(40))
+        assert digits_model.training, "evaluate must give the model back in the mode it came in"
+    finally:
+        digits_model.eval()
+    assert set(rep.flags) == set(CHECKS) and rep.flags["zero-gradients"]["value"] == 0.0
+    assert evaluate(digits_model, x[:8], y[:8], THREAT, [AttackSpec("apgd-ce", "apgd", {"steps": 2})],
+                    flags=False).flags == {}
     assert Flag("zero-gradients", None).to_dict() == {"value": None, "raised": False}

@@ -17,7 +17,7 @@ def run_cli(*args, cwd):
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("run")
-    rc = main(["run", "image-digits-linf-0.2", "--recipes", "erm", "--epochs", "4", "--quiet",
+    rc = main(["run", "image-digits-linf-0.2", "--recipes", "erm", "--epochs", "4", "--quiet", "--n", "60",
                "--results", str(d / "results"), "--runs", str(d / "runs")])
     assert rc == 0
     return d
@@ -30,16 +30,26 @@ def test_run_writes_a_valid_result(digits_run):
     m = doc["metrics"]
     assert m["clean_accuracy"] > 0.85
     assert m["robust_accuracy"] < 0.5
-    assert set(m["per_attack"]) == {"fgsm", "pgd-20"}
-    assert [p["eps"] for p in m["eps_sweep"]] == [0.0, 0.1, 0.2, 0.3]
-    assert m["eps_sweep"][0]["robust_accuracy"] == m["clean_accuracy"]
-    assert doc["n"] == 359 and len(doc["per_example"]["robust"]) == 359  # 20% of 1,797, per class
+    assert list(m["per_attack"]) == ["apgd-ce", "apgd-t", "fab-t", "square"]  # AutoAttack standard, cascade
+    assert m["per_attack_mode"] == "cumulative"
+    assert doc["headline"] == {"clean": "clean_accuracy", "robust": "robust_accuracy", "higher_is_better": True}
+    sweep = {p["eps"]: p["robust_accuracy"] for p in m["eps_sweep"]}
+    robust_bits = doc["per_example"]["robust"][:40]  # the sweep runs on the first sweep_n = 40 examples
+    assert list(sweep) == [0.1, 0.2, 0.3] and sweep[0.2] == robust_bits.count("1") / 40  # headline reused
+    assert sweep[0.1] >= sweep[0.2] >= sweep[0.3]
+    assert doc["flags"]["blackbox-beats-whitebox"]["value"] is not None  # the suite has Square
+    assert doc["flags"]["not-converged"]["value"] is not None
+    assert doc["n"] == 60 and len(doc["per_example"]["robust"]) == 60
+    assert all(p["n"] == 40 for p in m["eps_sweep"])  # the track's sweep_n
+    from bench.tracks import get_track
+
+    assert len(get_track("image-digits-linf-0.2").eval_data()[0]) == 359  # 20% of 1,797, per class
     prov = doc["provenance"]
     assert len(prov["checkpoint_sha256"]) == 64 and prov["torch_version"].startswith("2.11")
 
 
 def test_same_seed_same_metrics(digits_run, tmp_path):
-    rc = main(["run", "image-digits-linf-0.2", "--recipes", "erm", "--epochs", "4", "--quiet",
+    rc = main(["run", "image-digits-linf-0.2", "--recipes", "erm", "--epochs", "4", "--quiet", "--n", "60",
                "--results", str(tmp_path / "results"), "--runs", str(tmp_path / "runs")])
     assert rc == 0
     rel = "image/digits/linf-0.2/smallcnn__erm.json"
@@ -48,6 +58,31 @@ def test_same_seed_same_metrics(digits_run, tmp_path):
     assert a["metrics"] == b["metrics"]
     assert a["per_example"] == b["per_example"]
     assert a["provenance"]["checkpoint_sha256"] == b["provenance"]["checkpoint_sha256"]
+
+
+def test_eval_publish_puts_the_checkpoint_beside_the_result(digits_run, tmp_path, monkeypatch):
+    """``--publish`` copies the weights to zoo/<track>/<model>__<defense>.safetensors, the result names
+    their sha256, and ``bench.load_model("<track>/<defense>")`` loads them (and refuses altered weights)."""
+    import bench
+    from bench.checkpoint import sha256_file
+    from bench.errors import UserError
+
+    monkeypatch.setenv("XROBUST_ZOO", str(tmp_path / "zoo"))
+    ckpt = digits_run / "runs" / "image-digits-linf-0.2" / "erm-s0" / "model.safetensors"
+    rc = main(["eval", "--track", "image-digits-linf-0.2", "--checkpoint", str(ckpt), "--no-sweep", "--n", "30",
+               "--no-flags", "--quiet", "--publish", "--results", str(tmp_path / "results")])
+    assert rc == 0
+    zoo = tmp_path / "zoo" / "image-digits-linf-0.2" / "smallcnn__erm.safetensors"
+    doc = json.loads((tmp_path / "results" / "image" / "digits" / "linf-0.2" / "smallcnn__erm.json").read_text())
+    assert doc["provenance"]["checkpoint_sha256"] == sha256_file(zoo) == sha256_file(ckpt)
+    model = bench.load_model("image-digits-linf-0.2/erm", results=tmp_path / "results")
+    assert not model.training
+    data = zoo.read_bytes()
+    zoo.write_bytes(data[:-4] + bytes(4))
+    with pytest.raises(UserError, match="differs from the published result"):
+        bench.load_model("image-digits-linf-0.2/erm", results=tmp_path / "results")
+    with pytest.raises(UserError, match="no published checkpoint 'image-digits-linf-0.2/trades'"):
+        bench.load_model("image-digits-linf-0.2/trades", results=tmp_path / "results")
 
 
 def test_eval_command_on_checkpoint(digits_run, tmp_path):
@@ -100,4 +135,9 @@ def test_headline_speaks_the_tracks_metric():
     wer = {"metric": "wer", "metrics": {"clean_accuracy": 0.8, "robust_accuracy": 0.0,
                                         "clean_wer": 0.0917, "robust_wer": 1.1392}}
     assert _headline(acc) == "clean 0.974 robust 0.011"
+    kws = {"metric": "accuracy", "headline": {"clean": "clean_accuracy_keywords", "robust": "robust_accuracy_keywords",
+                                              "higher_is_better": True},
+           "metrics": {"clean_accuracy": 0.98, "robust_accuracy": 0.058, "clean_accuracy_keywords": 0.99,
+                       "robust_accuracy_keywords": 0.0}}
+    assert _headline(kws) == "clean 0.990 robust 0.000 (accuracy_keywords)"
     assert _headline(wer) == "clean WER 0.092 robust WER 1.139"

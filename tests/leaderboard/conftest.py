@@ -62,7 +62,7 @@ def digits_results(tmp_path_factory) -> Path:
     for recipe in ("erm", "pgd-at"):
         ckpt = train_track(track, recipe, epochs=4, seed=0, runs=runs, device="cpu", progress=False,
                            log=lambda *_: None)
-        eval_track(track, ckpt, seed=0, results=results, n=120, device="cpu", progress=False)
+        eval_track(track, ckpt, seed=0, results=results, n=60, device="cpu", progress=False)
     return results
 
 

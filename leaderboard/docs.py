@@ -1,0 +1,62 @@
+"""Numbers in README and docs come from ``results/``: tables between markers are regenerated.
+
+A Markdown file marks a generated region with
+
+    <!-- results: cross-domain -->
+    ...table...
+    <!-- /results -->
+
+(``cross-domain``: the cross-domain table of the leaderboard; ``track <id>``: that track's table).
+``xrobust docs`` rewrites every region of README.md and docs/*.md from the result files, and the
+test suite fails when a committed region differs from what the files give (one edited number is
+enough), so a table in the docs is never typed by hand.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+REGION = re.compile(r"(<!-- results: (?P<what>[^>]+?) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
+
+
+def render_region(what: str, df: pd.DataFrame) -> str:
+    from bench.errors import UserError
+    from leaderboard.markdown import cross_domain_markdown, track_markdown
+
+    words = what.split()
+    if words == ["cross-domain"]:
+        return cross_domain_markdown(df)
+    if len(words) == 2 and words[0] == "track":
+        if words[1] not in set(df["track"]):
+            return f"(no result file of track {words[1]} under results/)"
+        return track_markdown(df, words[1])
+    raise UserError(f"unknown generated region {what!r}: expected 'cross-domain' or 'track <id>'")
+
+
+def render(text: str, df: pd.DataFrame) -> str:
+    """``text`` with every marked region regenerated from ``df`` (the leaderboard frame)."""
+    return REGION.sub(lambda m: m.group(1) + render_region(m.group("what"), df) + "\n" + m.group(4), text)
+
+
+def doc_files(root: str | Path = ".") -> list[Path]:
+    root = Path(root)
+    return [p for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))] if p.exists()]
+
+
+def update(results: str | Path = "results", root: str | Path = ".") -> list[Path]:
+    """Regenerate the regions of README.md and docs/*.md; returns the files that changed."""
+    from bench.checkpoint import atomic_write_bytes
+    from leaderboard.aggregate import collect
+
+    df = collect(results).frame
+    changed = []
+    for path in doc_files(root):
+        old = path.read_text()
+        new = render(old, df)
+        if new != old:
+            atomic_write_bytes(path, new.encode())
+            changed.append(path)
+    return changed
