@@ -149,7 +149,8 @@ def _sweep(model, x, y, idx, track: Track, suite, seed: int, device, headline: E
         if worst is not None:
             e = torch.maximum(e, worst)
         worst = e
-        point = {"threat": t.id, "eps": float(eps), "n": n, "robust_accuracy": float((e == 0).double().mean())}
+        point = {"threat": t.id, "eps": float(eps), "n": n, "clean_accuracy": float((clean == 0).double().mean()),
+                 "robust_accuracy": float((e == 0).double().mean())}
         if not binary:
             point["robust_wer"] = float(e.double().sum() / units.double().sum().clamp_min(1))
         points.append(point)

@@ -252,7 +252,9 @@ def _compute_flags(tm, x, y, threat, report, *, eps_sweep, device, index, seed, 
     robust = [m["robust_accuracy"], *m["per_attack"].values()]
     points = [(threat.eps, m["robust_accuracy"])]
     if eps_sweep:
-        robust += [p["robust_accuracy"] for p in eps_sweep]
+        # a sweep on a subset is compared with the clean accuracy of that subset
+        robust += [p["robust_accuracy"] + m["clean_accuracy"] - p.get("clean_accuracy", m["clean_accuracy"])
+                   for p in eps_sweep]
         points = [(p["eps"], p["robust_accuracy"]) for p in eps_sweep]
         if all(abs(p[0] - threat.eps) > 1e-12 for p in points):
             points.append((threat.eps, m["robust_accuracy"]))

@@ -93,11 +93,11 @@ class Track:
         return loader(split=split, root=root, **dict(self.dataset_kwargs))
 
     def eval_indices(self, n_test: int) -> torch.Tensor:
-        """The fixed evaluation subset: a seed-0 permutation of the test split, first ``n_eval``."""
-        if self.n_eval >= n_test:
-            return torch.arange(n_test)
+        """The fixed evaluation subset: the first ``n_eval`` of a seed-0 permutation of the test split,
+        in permutation order, so every prefix (``--n``, ``sweep_n``) is itself a uniform random subset
+        (a test split stored class by class, like MNIST-5k's, would otherwise give a prefix of 0s and 1s)."""
         perm = torch.randperm(n_test, generator=torch.Generator().manual_seed(0))
-        return perm[: self.n_eval].sort().values
+        return perm[: min(self.n_eval, n_test)]
 
     def eval_data(self, root: str | None = None) -> tuple[ArrayData, torch.Tensor]:
         test = self.dataset_split("test", root)

@@ -58,3 +58,21 @@ def test_union_is_worst_case_over_threat_models(digits_model, digits_data):
     union = float((worst == 0).double().mean())
     assert union <= min(r.metrics()["robust_accuracy"] for r in reports.values())
     assert torch.equal(worst > 0, (reports["linf-0.05"].robust_errors > 0) | (reports["l2-0.5"].robust_errors > 0))
+
+
+def test_evaluation_subset_prefixes_are_random_subsets():
+    """The fixed subset keeps its permutation order: a prefix (``--n``, the sweep's ``sweep_n``) is a
+    uniform random subset, not the first classes of a split stored class by class."""
+    import dataclasses
+
+    from bench.tracks import get_track
+
+    track = dataclasses.replace(get_track("image-digits-linf-0.2"), n_eval=100)
+    idx = track.eval_indices(1000)
+    assert len(idx) == 100 and len(set(idx.tolist())) == 100
+    assert not bool((idx[1:] > idx[:-1]).all()), "the subset must not be sorted"
+    # a split stored class by class (100 per class, like MNIST-5k's test split): the first 40 cover every class
+    labels = torch.arange(1000) // 100
+    assert len(set(labels[idx[:40]].tolist())) == 10
+    assert torch.equal(track.eval_indices(1000), idx)  # fixed: seed 0
+    assert torch.equal(dataclasses.replace(track, n_eval=5000).eval_indices(1000).sort().values, torch.arange(1000))
