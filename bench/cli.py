@@ -236,7 +236,9 @@ def _args_perf(p):
     p.add_argument("--apgd-steps", type=int, default=10, help="APGD iterations (default 10)")
     p.add_argument("--repeats", type=int, default=3, help="interleaved rounds after a warm-up (median kept)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--no-peers", action="store_true", help="skip torchattacks / ART")
+    p.add_argument("--no-peers", action="store_true", help="skip torchattacks / ART / AutoAttack")
+    p.add_argument("--standard", action="store_true",
+                   help="also time our standard cascade against the official AutoAttack (pyautoattack), once each")
     p.add_argument("--out", default=None, help="default: results/perf/<track>.json")
     p.add_argument("--training", action="store_true",
                    help="instead: seconds per epoch of each recipe relative to ERM (interleaved)")
@@ -286,7 +288,8 @@ def cmd_perf(args) -> int:
         raise UserError(f"checkpoint not found: {args.checkpoint}")
     doc, path = perf_track(track, checkpoint=args.checkpoint, batch_size=args.batch_size, steps=args.steps,
                            apgd_steps=args.apgd_steps, repeats=args.repeats, device=args.device,
-                           peers=not args.no_peers, out=args.out, results=args.results, log=_log)
+                           peers=not args.no_peers, standard=args.standard, out=args.out, results=args.results,
+                           log=_log)
     print(table(doc))
     print(path)
     return 0

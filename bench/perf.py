@@ -93,7 +93,8 @@ class _Logits(torch.nn.Module):
 def run_perf(model: TaskModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, steps: int = 10,
              apgd_steps: int = 10, step_size: float | None = None, repeats: int = 3,
              device: torch.device | str = "cpu", peers: bool = True, bf16: bool = True,
-             channels_last: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+             channels_last: bool = True, standard: bool = False,
+             log: Callable[[str], None] = print) -> dict[str, Any]:
     """Time every row ``repeats`` times, interleaved; returns the perf document."""
     device = torch.device(device)
     model = model.to(device).eval()
@@ -197,6 +198,8 @@ def run_perf(model: TaskModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatM
         ratio("bf16_speedup_vs_ours_fp32", t_pgd, get(f"ours PGD-{steps} bf16"))
         ratio("bf16_speedup_vs_torchattacks_fp32", get("torchattacks PGD"), get(f"ours PGD-{steps} bf16"))
     ratio("channels_last_speedup", t_pgd, get(f"ours PGD-{steps} channels_last"))
+    if standard:
+        standard_vs_autoattack(model, x, y, threat, device, notes, ratios, log)
     return {
         "machine": machine(device), "xrobust_version": package_version(),
         "batch_size": len(y), "threat": threat.id, "steps": steps, "apgd_steps": apgd_steps, "step_size": alpha,
@@ -205,6 +208,41 @@ def run_perf(model: TaskModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatM
                   "robust_accuracy": row.accuracy} for row in rows],
         "ratios": ratios, "notes": notes,
     }
+
+
+def standard_vs_autoattack(model, x, y, threat, device, notes: list[str], ratios: dict[str, float],
+                           log: Callable[[str], None]) -> None:
+    """Our ``standard`` cascade against the official AutoAttack's ``run_standard_evaluation`` at the
+    same strength (APGD-CE, APGD-T, FAB-T, Square-5000), each timed once on the same batch in one
+    process (a full run is minutes, so no repeats): seconds, robust accuracies and their ratio."""
+    try:
+        from pyautoattack import AutoAttack
+    except ImportError:
+        notes.append("pyautoattack not installed (extra 'peers'): no standard-suite comparison")
+        return
+    from bench.evaluate import evaluate
+    from bench.suites import STANDARD
+
+    plain = _Logits(model).eval()
+    norm = {"linf": "Linf", "l2": "L2"}[threat.norm]
+    out: dict[str, tuple[float, float]] = {}
+    for name in ("ours", "autoattack"):
+        _sync(device)
+        t = time.perf_counter()
+        if name == "ours":
+            acc = evaluate(model, x, y, threat, STANDARD, cascade=True, device=device, flags=False).metrics()[
+                "robust_accuracy"]
+        else:
+            aa = AutoAttack(plain, norm=norm, eps=threat.eps, version="standard", seed=0, device=device)
+            with torch.no_grad():
+                adv, _ = aa.run_standard_evaluation(x, y, batch_size=len(y))
+                acc = float((plain(adv).argmax(1) == y).float().mean())
+        _sync(device)
+        out[name] = (time.perf_counter() - t, acc)
+        log(f"  standard suite, {name}: {out[name][0]:.1f} s, robust accuracy {acc:.3f}")
+    ratios["speedup_standard_vs_autoattack"] = out["autoattack"][0] / out["ours"][0]
+    ratios["standard_robust_accuracy_ours"] = out["ours"][1]
+    ratios["standard_robust_accuracy_autoattack"] = out["autoattack"][1]
 
 
 def table(doc: dict[str, Any]) -> str:
@@ -225,7 +263,7 @@ def table(doc: dict[str, Any]) -> str:
 
 def perf_track(track, *, checkpoint: str | Path | None = None, batch_size: int | None = None, steps: int = 10,
                apgd_steps: int = 10, repeats: int = 3, device: str | None = None, peers: bool = True,
-               out: str | Path | None = None, results: str | Path = "results",
+               standard: bool = False, out: str | Path | None = None, results: str | Path = "results",
                log: Callable[[str], None] = print) -> tuple[dict[str, Any], Path]:
     """Run :func:`run_perf` on a track's model and first evaluation batch; write the JSON."""
     from bench.checkpoint import load_checkpoint
@@ -243,7 +281,7 @@ def perf_track(track, *, checkpoint: str | Path | None = None, batch_size: int |
     bs = batch_size or track.eval_batch_size
     x, y = data.inputs[:bs], data.y[:bs]
     doc = run_perf(model, x, y, track.threat, steps=steps, apgd_steps=apgd_steps, repeats=repeats, device=dev,
-                   peers=peers, log=log)
+                   peers=peers, standard=standard and peers, log=log)
     doc["track"] = track.id
     doc["checkpoint"] = str(checkpoint) if checkpoint else None
     path = Path(out) if out else Path(results) / "perf" / f"{track.id}.json"

@@ -265,7 +265,8 @@ def _compute_flags(tm, x, y, threat, report, *, eps_sweep, device, index, seed, 
     built = {s.name: s.build(seed) for s in report.suite}
     whitebox = {k: bool(getattr(a, "whitebox", True)) or bool(getattr(a, "discrete", False)) for k, a in built.items()}
     kw = dict(n=n_check, batch=batch_size, device=device, index=index)
-    first = report.suite[0].build(seed) if report.suite else None
+    # the first attack that moves z (a discrete attack such as word substitution has no budget to zero)
+    first = next((a for a in built.values() if not getattr(a, "discrete", False)), None)
     flags = [
         robust_above_clean(m["clean_accuracy"], robust),
         non_monotone_in_eps(points),

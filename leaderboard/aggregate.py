@@ -26,7 +26,7 @@ BASE_COLUMNS = [
 ]
 TAIL_COLUMNS = [
     "headline", "clean_accuracy", "robust_accuracy", "clean_wer", "robust_wer",
-    "train_seconds", "eval_seconds", "train_epochs", "flags", "flag_details", "eps_sweep", "sweep_metric",
+    "train_seconds", "eval_seconds", "train_epochs", "official", "flags", "flag_details", "eps_sweep", "sweep_metric",
     "attack_metric",
     "version", "commit", "seed", "checkpoint_sha256", "device", "torch_version", "timestamp", "config_hash", "path",
 ]
@@ -58,18 +58,36 @@ def official_suite(doc: dict[str, Any]) -> bool:
     Tracks are declared data (``bench.tracks``); a file of a track this installation does not
     know is taken at its word.
     """
+    track = _track(doc)
+    if track is None:
+        return True
+    want = [(s.attack, dict(s.params)) for s in track.attack_specs]
+    have = [(s.get("attack"), dict(s.get("params") or {})) for s in doc.get("suite") or []]
+    return have == want
+
+
+def _track(doc: dict[str, Any]):
     from bench.errors import UserError
     from bench.registry import load_domains
     from bench.tracks import get_track
 
     load_domains()
     try:
-        track = get_track(doc["track"])
+        return get_track(doc["track"])
     except (UserError, KeyError):
-        return True
-    want = [(s.attack, dict(s.params)) for s in track.attack_specs]
-    have = [(s.get("attack"), dict(s.get("params") or {})) for s in doc.get("suite") or []]
-    return have == want
+        return None
+
+
+def track_headline(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The headline keys the file's track declares, for files written before results recorded them
+    (only when the file has those metrics)."""
+    track = _track(doc)
+    if track is None or track.headline is None:
+        return None
+    clean, robust = track.headline_keys
+    if not all(isinstance(doc["metrics"].get(k), (int, float)) for k in (clean, robust)):
+        return None
+    return {"clean": clean, "robust": robust, "higher_is_better": track.metric != "wer"}
 
 
 def _num(v: Any) -> float:
@@ -81,7 +99,7 @@ def row_of(doc: dict[str, Any], rel_path: str) -> dict[str, Any]:
     m, cost, prov = doc["metrics"], doc["cost"], doc["provenance"]
     metric = metric_of(doc)
     wer = metric == "wer"
-    head = doc.get("headline")  # the track's declared headline keys (e.g. keyword-only accuracy for KWS)
+    head = doc.get("headline") or track_headline(doc)  # e.g. keyword-only accuracy for KWS
     attack_wer = wer and bool(m.get("per_attack_wer"))
     per_attack = m["per_attack_wer"] if attack_wer else m["per_attack"]
     flag_doc = dict(doc.get("flags") or {})
@@ -103,6 +121,7 @@ def row_of(doc: dict[str, Any], rel_path: str) -> dict[str, Any]:
         "clean_wer": _num(m.get("clean_wer")), "robust_wer": _num(m.get("robust_wer")),
         "train_seconds": float(cost["train_seconds"]), "eval_seconds": float(cost["eval_seconds"]),
         "train_epochs": _num(cost.get("train_epochs")),
+        "official": UNOFFICIAL not in flag_doc,
         "flags": ";".join(raised),
         "flag_details": json.dumps({k: {"value": flag_doc[k].get("value"),
                                         "explanation": explain(k, flag_doc[k])} for k in raised},
@@ -215,6 +234,7 @@ def cross_domain(df: pd.DataFrame) -> pd.DataFrame:
             .drop_duplicates("defense").set_index("defense")
         cols[f"{track}:robust"] = best["robust"]
         cols[f"{track}:clean"] = best["clean"]
+        cols[f"{track}:official"] = best.get("official", True)
         if len(best) < 2:
             continue
         key = best["robust"] if better else -best["robust"]

@@ -35,10 +35,14 @@ def seconds(v: float) -> str:
     return f"{v:.0f}" if v >= 10 else f"{v:.1f}"
 
 
-def cross_cell(robust: float, clean: float) -> str:
+#: marks a cross-domain cell whose result was evaluated with another suite than its track's official one
+UNOFFICIAL_MARK = " †"
+
+
+def cross_cell(robust: float, clean: float, official: object = True) -> str:
     if robust is None or (isinstance(robust, float) and math.isnan(robust)):
         return "–"
-    return f"{pct(robust)} ({pct(clean)})"
+    return f"{pct(robust)} ({pct(clean)})" + (UNOFFICIAL_MARK if official in (False,) else "")
 
 
 def rank_cell(mean_rank: float) -> str:
@@ -66,9 +70,14 @@ def cross_domain_markdown(df: pd.DataFrame) -> str:
         + ["mean rank", "domains"]
     rows = []
     for r in cd.to_dict("records"):
-        rows.append([md(r["defense"])] + [cross_cell(r[f"{t}:robust"], r[f"{t}:clean"]) for _, t, _ in trs]
+        rows.append([md(r["defense"])] + [cross_cell(r[f"{t}:robust"], r[f"{t}:clean"], r[f"{t}:official"])
+                                          for _, t, _ in trs]
                     + [rank_cell(r["mean_rank"]), str(r["domains"])])
-    return _table(header, rows)
+    table = _table(header, rows)
+    if any(r[f"{t}:official"] in (False,) for r in cd.to_dict("records") for _, t, _ in trs):
+        table += ("\n\n† evaluated with another attack suite than the track's official one (badge "
+                  "`unofficial-suite`): a stronger attack may lower the number.")
+    return table
 
 
 def track_markdown(df: pd.DataFrame, track: str) -> str:

@@ -133,7 +133,7 @@ def cross_domain_html(df: pd.DataFrame) -> str:
         cells = [_td(r["defense"], cls="t")]
         for _, t, _m in trs:
             rob, cl = r[f"{t}:robust"], r[f"{t}:clean"]
-            cells.append(_td(cross_cell(rob, cl), sort=_num_attr(rob)))
+            cells.append(_td(cross_cell(rob, cl, r[f"{t}:official"]), sort=_num_attr(rob)))
         cells += [_td(rank_cell(r["mean_rank"]), sort=_num_attr(r["mean_rank"])), _td(str(r["domains"]))]
         rows.append('<tr class="result-row">' + "".join(cells) + "</tr>")
     return _table("cross-domain", header, rows)

@@ -1,10 +1,11 @@
 """Parity with the official AutoAttack code (fra31's, PyPI ``pyautoattack``; extra ``peers``).
 
 On the published MNIST-5k FGSM-RS checkpoint (zoo/, Linf 0.3; robust accuracy in the middle, so
-every attack has work left) and the track's first N clean-correct evaluation images: our APGD-CE,
-APGD-T, FAB-T and Square each give a robust accuracy within 1 point of the reference's on the same
-examples and budget (Square averaged over seeds), and our ``standard`` cascade is at most 0.5 point
-above the reference's ``run_standard_evaluation``.
+every attack has work left) and the clean-correct ones among the track's first N evaluation images
+(a random subset): our APGD-CE, APGD-T, FAB-T and Square each give a robust accuracy within 1 point
+(or one example, which weighs 1.02 points here) of the reference's on the same examples and budget
+(Square averaged over four seeds), and our ``standard`` cascade is at most 0.5 point above the
+reference's ``run_standard_evaluation``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ pytestmark = pytest.mark.slow
 EPS = 0.3
 N = 100
 TOL = 0.010  # one point
+
+
+def _tol(y) -> float:
+    """One point, or one example where an example weighs more (about 98 clean-correct of the first 100)."""
+    return max(TOL, 1.0 / len(y)) + 1e-9
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +76,8 @@ def test_apgd_ce_and_apgd_t_match_autoattack(mnist):
     at = APGDAttack_targeted(model, norm="Linf", eps=EPS, n_iter=100, n_restarts=1, seed=0, n_target_classes=9)
     ref_t = _acc(model, at.perturb(x, y), y)
     print(f"APGD-CE: ours {ours_ce:.3f} AutoAttack {ref_ce:.3f}; APGD-T: ours {ours_t:.3f} AutoAttack {ref_t:.3f}")
-    assert abs(ours_ce - ref_ce) <= TOL + 1e-9
-    assert abs(ours_t - ref_t) <= TOL + 1e-9
+    assert abs(ours_ce - ref_ce) <= _tol(y)
+    assert abs(ours_t - ref_t) <= _tol(y)
 
 
 def test_fab_t_matches_autoattack(mnist):
@@ -86,7 +92,7 @@ def test_fab_t_matches_autoattack(mnist):
     with torch.no_grad():
         ref = float(((model(adv).argmax(1) == y) | ~inside).float().mean())
     print(f"FAB-T: ours {ours:.3f} AutoAttack {ref:.3f}")
-    assert abs(ours - ref) <= TOL + 1e-9
+    assert abs(ours - ref) <= _tol(y)
 
 
 def test_square_matches_autoattack_over_seeds(mnist):
@@ -101,7 +107,7 @@ def test_square_matches_autoattack_over_seeds(mnist):
     ref = [_acc(model, SquareAttack(model, p_init=0.8, n_queries=q, eps=EPS, norm="Linf", n_restarts=1, seed=s,
                                     resc_schedule=False).perturb(x, y), y) for s in range(4)]
     print(f"Square-{q}: ours {ours} AutoAttack {ref}")
-    assert abs(sum(ours) / 4 - sum(ref) / 4) <= TOL + 1e-9
+    assert abs(sum(ours) / 4 - sum(ref) / 4) <= TOL + 1e-9  # means over 4 seeds: finer than one example
 
 
 def test_standard_cascade_at_least_as_strong_as_autoattack(mnist):
@@ -109,6 +115,7 @@ def test_standard_cascade_at_least_as_strong_as_autoattack(mnist):
     rep = evaluate(model, x, y, ThreatModel("linf", EPS), STANDARD, cascade=True, flags=False)
     ours = rep.metrics()["robust_accuracy"]
     aa = pyautoattack.AutoAttack(model, norm="Linf", eps=EPS, version="standard", seed=0)
-    ref = _acc(model, aa.run_standard_evaluation(x, y, batch_size=250), y)
+    adv, _ = aa.run_standard_evaluation(x, y, batch_size=250)  # (adversarial inputs, their predictions)
+    ref = _acc(model, adv, y)
     print(f"standard: ours {ours:.3f} AutoAttack {ref:.3f}; per attack {rep.metrics()['per_attack']}")
     assert ours <= ref + 0.005 + 1e-9

@@ -31,6 +31,18 @@ def test_perf_cli_writes_ratios(digits_ckpt, tmp_path, capsys):
     assert "limit_ratio" in capsys.readouterr().out
 
 
+def test_perf_times_the_standard_cascade_against_autoattack(digits_ckpt, tmp_path):
+    pytest.importorskip("pyautoattack")
+    out = tmp_path / "perf.json"
+    rc = main(["perf", "--track", "image-digits-linf-0.2", "--checkpoint", str(digits_ckpt), "--batch-size", "12",
+               "--steps", "2", "--apgd-steps", "2", "--repeats", "1", "--standard", "--out", str(out)])
+    assert rc == 0
+    r = json.loads(out.read_text())["ratios"]
+    assert r["speedup_standard_vs_autoattack"] > 0
+    # same strength: ours at most half a point above the official code (12 examples: no slack at all)
+    assert r["standard_robust_accuracy_ours"] <= r["standard_robust_accuracy_autoattack"] + 1e-9
+
+
 def test_perf_rejects_bad_steps(capsys):
     assert main(["perf", "--track", "image-digits-linf-0.2", "--steps", "0"]) == 2
     assert "--steps" in capsys.readouterr().err

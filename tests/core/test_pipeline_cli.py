@@ -48,13 +48,15 @@ def test_run_writes_a_valid_result(digits_run):
     assert len(prov["checkpoint_sha256"]) == 64 and prov["torch_version"].startswith("2.11")
 
 
-def test_same_seed_same_metrics(digits_run, tmp_path):
-    rc = main(["run", "image-digits-linf-0.2", "--recipes", "erm", "--epochs", "4", "--quiet", "--n", "60",
-               "--results", str(tmp_path / "results"), "--runs", str(tmp_path / "runs")])
-    assert rc == 0
+def test_same_seed_same_metrics(tmp_path):
+    for k in ("a", "b"):  # a cheap suite: what is checked is that training and evaluation repeat exactly
+        rc = main(["run", "image-digits-linf-0.2", "--recipes", "erm", "--epochs", "4", "--quiet", "--n", "60",
+                   "--suite", "pgd", "--no-sweep", "--results", str(tmp_path / k / "results"),
+                   "--runs", str(tmp_path / k / "runs")])
+        assert rc == 0
     rel = "image/digits/linf-0.2/smallcnn__erm.json"
-    a = json.loads((digits_run / "results" / rel).read_text())
-    b = json.loads((tmp_path / "results" / rel).read_text())
+    a = json.loads((tmp_path / "a" / "results" / rel).read_text())
+    b = json.loads((tmp_path / "b" / "results" / rel).read_text())
     assert a["metrics"] == b["metrics"]
     assert a["per_example"] == b["per_example"]
     assert a["provenance"]["checkpoint_sha256"] == b["provenance"]["checkpoint_sha256"]

@@ -75,7 +75,7 @@ def xss_frame(digits_results):
     doc = json.loads((digits_results / "image/digits/linf-0.2/smallcnn__pgd-at.json").read_text())
     doc = copy.deepcopy(doc)
     doc["model"] = XSS
-    doc["metrics"]["per_attack"]['<img src=x onerror="alert(2)">'] = doc["metrics"]["per_attack"]["fgsm"]
+    doc["metrics"]["per_attack"]['<img src=x onerror="alert(2)">'] = doc["metrics"]["per_attack"]["apgd-ce"]
     doc["flags"]["zero-gradients"] = {"value": 0.5, "raised": True, "explanation": "</span><script>alert(3)</script>"}
     doc["provenance"]["device"] = "cpu <b>bold</b> & \"quoted\" 'x'"
     doc["provenance"]["git_commit"] = '"><svg onload=alert(4)>'

@@ -25,7 +25,8 @@ def test_frame_has_one_row_per_result_with_file_numbers(digits_results):
     for r in df.to_dict("records"):
         doc = json.loads((digits_results / r["path"]).read_text())
         assert r["clean"] == doc["metrics"]["clean_accuracy"] and r["robust"] == doc["metrics"]["robust_accuracy"]
-        assert r["attack:pgd-20"] == doc["metrics"]["per_attack"]["pgd-20"]
+        assert r["attack:apgd-ce"] == doc["metrics"]["per_attack"]["apgd-ce"]
+        assert r["official"] and r["headline"] == "robust_accuracy"
         assert r["checkpoint_sha256"] == doc["provenance"]["checkpoint_sha256"]
         assert r["metric"] == "accuracy" and r["track"] == "image-digits-linf-0.2"
     # rank 1 = the higher robust accuracy
@@ -60,7 +61,7 @@ def test_markdown_tables(digits_results):
     pgd = df[df["defense"] == "pgd-at"].iloc[0]
     cell = f"{100 * pgd['robust']:.1f} ({100 * pgd['clean']:.1f})"
     assert f"| pgd-at | {cell} |" in text  # cross-domain row
-    assert "| rank | model | defense | clean % | robust % | fgsm | pgd-20 | train s | flags |" in text
+    assert "| rank | model | defense | clean % | robust % | apgd-ce | apgd-t | fab-t | square | train s | flags |" in text
 
 
 def test_training_cost_table_from_perf_files(tmp_path):

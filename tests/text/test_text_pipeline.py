@@ -64,7 +64,7 @@ def test_discrete_attack_enters_the_worst_case():
 
     ATTACKS.register("test-blank", Blank, replace=True)
     torch.manual_seed(0)
-    model = tiny_bert(hidden=32, layers=1, heads=2, intermediate=64, vocab_size=500)
+    model = tiny_bert(hidden=32, layers=1, heads=2, intermediate=64, vocab_size=500).eval()  # evaluate keeps the mode
     data = model.prepare(tds.rotten_tomatoes("test").subset(torch.arange(40)))
     rep = evaluate(model, data.inputs, data.y, ThreatModel.from_id("emb-l2-0.05"), [AttackSpec("blank", "test-blank")])
     blank_pred = int(model.classify_texts([""]).argmax())
