@@ -30,17 +30,20 @@ def _train_eval(track, recipe, epochs, n_eval, **cfg):
 def test_fgsm_training_overfits_catastrophically_on_mnist5k():
     """Plain FGSM-AT (zero init, step ε, no ε ramp) at ε = 0.3: Wong et al. 2020, Sec. 4.1.
 
-    Measured here: after 3 epochs FGSM accuracy 0.85 while PGD-20 accuracy is 0.08.
+    Measured here on a random 300 of the evaluation subset: after 3 epochs FGSM accuracy 0.49 while
+    PGD-20 accuracy is far lower (before the subset kept its permutation order, the first 300 were
+    mostly 0s, 1s and 2s: 0.85 vs 0.08).
     """
     track = get_track("image-mnist5k-linf-0.3")
     rep = _train_eval(track, RECIPES.get("fgsm")(rel_step=1.0), 3, 300, batch_size=128, lr=1e-3)
     m = rep.metrics()
-    assert m["per_attack"]["fgsm"] > 0.6
-    assert m["per_attack"]["pgd-20"] < 0.25
+    print(m["per_attack"])
+    assert m["per_attack"]["fgsm"] > 0.4
+    assert m["per_attack"]["pgd-20"] < 0.15
     from bench.sanity import single_step_gap
 
     flag = single_step_gap(rep)
-    assert flag.raised and flag.value > 0.4
+    assert flag.raised and flag.value > 0.3
 
 
 @pytest.mark.slow
