@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from bench.errors import UserError
+from bench.results import PUBLISHED_RESULTS, USER_RESULTS
 from bench.training.loop import TrainingDiverged
 
 EXAMPLES = """examples:
@@ -65,7 +66,9 @@ def _track(name: str, eps: float | None = None):
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="run seed (default 0; never the clock)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when present)")
-    p.add_argument("--results", default="results", help="results root (default: results/)")
+    p.add_argument("--results", default=USER_RESULTS,
+                   help=f"results root (default: {USER_RESULTS}/, your own; '--results {PUBLISHED_RESULTS}' "
+                        "writes the published files)")
     p.add_argument("--runs", default="runs", help="checkpoint root (default: runs/)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--eps", type=float, default=None, help="override the track's eps (same norm and scale)")
@@ -136,8 +139,10 @@ def cmd_run(args) -> int:
             _log(f"[{track.id}] {recipe}: {_headline(doc)} -> {path}")
             written.append(path)
     print("\n".join(str(p) for p in written))
-    if "leaderboard" in COMMANDS and args.track == "quick":
-        COMMANDS["leaderboard"][2](argparse.Namespace(results=args.results, out=None, quiet=args.quiet))
+    if "leaderboard" in COMMANDS and args.track == "quick":  # the published results beside yours, marked
+        mine = Path(args.results).resolve() != Path(PUBLISHED_RESULTS).resolve()
+        COMMANDS["leaderboard"][2](argparse.Namespace(results=PUBLISHED_RESULTS, user=args.results if mine else None,
+                                                      out=None, markdown=None, quiet=args.quiet))
     return 0
 
 

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from bench.attacks.apgd import APGD
 from bench.attacks.pgd import PGD
 from bench.provenance import device_description, package_version
+from bench.results import USER_RESULTS
 from bench.task import Context, TaskModel
 from bench.threat import ThreatModel
 
@@ -263,7 +264,7 @@ def table(doc: dict[str, Any]) -> str:
 
 def perf_track(track, *, checkpoint: str | Path | None = None, batch_size: int | None = None, steps: int = 10,
                apgd_steps: int = 10, repeats: int = 3, device: str | None = None, peers: bool = True,
-               standard: bool = False, out: str | Path | None = None, results: str | Path = "results",
+               standard: bool = False, out: str | Path | None = None, results: str | Path = USER_RESULTS,
                log: Callable[[str], None] = print) -> tuple[dict[str, Any], Path]:
     """Run :func:`run_perf` on a track's model and first evaluation batch; write the JSON."""
     from bench.checkpoint import load_checkpoint

@@ -17,9 +17,9 @@ from bench.checkpoint import load_checkpoint, read_checkpoint_config, save_check
 from bench.data import ArrayData
 from bench.errors import UserError
 from bench.evaluate import EvalReport, evaluate
-from bench.provenance import config_hash, provenance
+from bench.provenance import config_hash, git_state, provenance
 from bench.registry import MODELS, RECIPES
-from bench.results import SCHEMA_VERSION, bits, write_result
+from bench.results import SCHEMA_VERSION, USER_RESULTS, bits, write_result
 from bench.rng import seed_everything
 from bench.sanity import compute_flags
 from bench.task import TaskModel
@@ -160,8 +160,9 @@ def _sweep(model, x, y, idx, track: Track, suite, seed: int, device, headline: E
 def result_document(track: Track, report: EvalReport, *, model: str, defense: str, seed: int,
                     ckpt_config: dict[str, Any], checkpoint_sha256: str | None, eval_seconds: float,
                     device: Any, eps_sweep: list | None = None, flags: dict | None = None,
-                    extra_metrics: dict | None = None) -> dict[str, Any]:
-    """Assemble a schema-valid result document from an evaluation."""
+                    extra_metrics: dict | None = None, git: dict | None = None) -> dict[str, Any]:
+    """Assemble a schema-valid result document from an evaluation (``git``: the
+    :func:`bench.provenance.git_state` taken when the run started)."""
     metrics = report.metrics()
     if eps_sweep:
         metrics["eps_sweep"] = eps_sweep
@@ -199,16 +200,17 @@ def result_document(track: Track, report: EvalReport, *, model: str, defense: st
         "provenance": provenance(device=device, seed=seed,
                                  config={"track": track.to_dict(), "checkpoint": {k: v for k, v in ckpt_config.items()
                                                                                    if k not in ("history", "train_seconds")}},
-                                 checkpoint_sha256=checkpoint_sha256),
+                                 checkpoint_sha256=checkpoint_sha256, git=git),
     }
     return doc
 
 
 def eval_track(track: Track, checkpoint: str | Path, *, suite: Any = None, seed: int = 0,
-               results: str | Path = "results", n: int | None = None, device: str | None = None,
+               results: str | Path = USER_RESULTS, n: int | None = None, device: str | None = None,
                eps_sweep: bool = True, progress: bool = True, out: str | Path | None = None,
                flags: bool = True, cascade: bool | None = None, compile: str | None = None) -> Path:
     """Evaluate a checkpoint on the track's fixed subset and write the result file atomically."""
+    git = git_state()  # the code that makes the number: taken before anything runs
     ckpt_config = read_checkpoint_config(checkpoint)
     if ckpt_config.get("model") != track.model:
         raise UserError(f"checkpoint model {ckpt_config.get('model')!r} is not the track's model {track.model!r}")
@@ -246,5 +248,6 @@ def eval_track(track: Track, checkpoint: str | Path, *, suite: Any = None, seed:
     extra = hook(report, data.y) if callable(hook) else None
     doc = result_document(track, report, model=track.model, defense=ckpt_config["recipe"], seed=seed,
                           ckpt_config=ckpt_config, checkpoint_sha256=ckpt_sha,
-                          eval_seconds=seconds, device=dev, eps_sweep=sweep, flags=flag_doc, extra_metrics=extra)
+                          eval_seconds=seconds, device=dev, eps_sweep=sweep, flags=flag_doc, extra_metrics=extra,
+                          git=git)
     return write_result(doc, root=results, path=out)

@@ -22,13 +22,39 @@ def package_version() -> str:
         return "0+unknown"
 
 
-def git_commit(cwd: str | Path | None = None) -> str | None:
+def _git(*args: str, cwd: str | Path | None = None) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).parent,
+        out = subprocess.run(["git", *args], cwd=cwd or Path(__file__).parent,
                              capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() if out.returncode == 0 else None
+    return out.stdout if out.returncode == 0 else None
+
+
+def git_commit(cwd: str | Path | None = None) -> str | None:
+    out = _git("rev-parse", "HEAD", cwd=cwd)
+    return out.strip() if out is not None else None
+
+
+#: paths whose changes do not change a number: the outputs themselves (result files, published
+#: checkpoints, the built site) and prose
+OUTPUT_PATHS = ("results/**", "zoo/**", "site/**", "runs/**", "**/*.md")
+
+
+def git_dirty(cwd: str | Path | None = None) -> bool | None:
+    """Whether the work tree has uncommitted changes (tracked or untracked, not ignored) that can
+    change a number, i.e. outside :data:`OUTPUT_PATHS`; None outside a git checkout."""
+    top = _git("rev-parse", "--show-toplevel", cwd=cwd)
+    if top is None:
+        return None
+    out = _git("status", "--porcelain", "--", ".", *(f":(exclude,glob){p}" for p in OUTPUT_PATHS), cwd=top.strip())
+    return None if out is None else bool(out.strip())
+
+
+def git_state(cwd: str | Path | None = None) -> dict[str, Any]:
+    """``{"git_commit", "git_dirty"}`` now: take it when a run starts, so a commit made while it
+    runs is not recorded as the code that made the number."""
+    return {"git_commit": git_commit(cwd), "git_dirty": git_dirty(cwd)}
 
 
 def device_description(device: torch.device | str | None = None) -> str:
@@ -44,10 +70,14 @@ def config_hash(config: Any) -> str:
 
 
 def provenance(*, device: Any = None, seed: int | None = None, config: Any = None,
-               checkpoint_sha256: str | None = None) -> dict[str, Any]:
+               checkpoint_sha256: str | None = None, git: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The provenance block of a result; ``git`` is :func:`git_state` taken at the start of the run
+    (default: now)."""
+    git = git if git is not None else git_state()
     return {
         "xrobust_version": package_version(),
-        "git_commit": git_commit(),
+        "git_commit": git["git_commit"],
+        "git_dirty": git["git_dirty"],
         "torch_version": torch.__version__,
         "cuda_version": torch.version.cuda if torch.cuda.is_available() else None,
         "python_version": platform.python_version(),

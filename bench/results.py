@@ -20,6 +20,10 @@ from bench.checkpoint import atomic_write_bytes
 from bench.errors import UserError
 
 SCHEMA_VERSION = 1
+#: the published results (committed; written only when asked for explicitly: ``--results results``)
+PUBLISHED_RESULTS = "results"
+#: where ``xrobust run`` / ``eval`` / ``perf`` write by default: the user's own results, beside runs/
+USER_RESULTS = "runs/results"
 
 
 @lru_cache(maxsize=1)

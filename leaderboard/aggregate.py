@@ -29,7 +29,11 @@ TAIL_COLUMNS = [
     "train_seconds", "eval_seconds", "train_epochs", "official", "flags", "flag_details", "eps_sweep", "sweep_metric",
     "attack_metric",
     "version", "commit", "seed", "checkpoint_sha256", "device", "torch_version", "timestamp", "config_hash", "path",
+    "source",
 ]
+
+#: how a row from a user results folder (``xrobust run``'s default) is marked next to the published ones
+USER_MARK = " (yours)"
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ def metric_of(doc: dict[str, Any]) -> str:
 
 #: the badge of a result evaluated with another suite than its track's official one
 UNOFFICIAL = "unofficial-suite"
+#: the badge of a result made from a work tree with uncommitted code changes
+DIRTY = "dirty-tree"
 
 
 def official_suite(doc: dict[str, Any]) -> bool:
@@ -105,6 +111,8 @@ def row_of(doc: dict[str, Any], rel_path: str) -> dict[str, Any]:
     flag_doc = dict(doc.get("flags") or {})
     if not official_suite(doc):
         flag_doc[UNOFFICIAL] = {"value": None, "raised": True}
+    if prov.get("git_dirty"):
+        flag_doc[DIRTY] = {"value": prov.get("git_commit"), "raised": True}
     raised = sorted(k for k, v in flag_doc.items() if v.get("raised"))
     points = m.get("eps_sweep") or []
     sweep_wer = wer and bool(points) and all(isinstance(p.get("robust_wer"), (int, float)) for p in points)
@@ -144,31 +152,48 @@ def _rank(df: pd.DataFrame) -> pd.Series:
     return key.groupby(df["track"]).rank(method="min", ascending=False).fillna(len(df)).astype(int)
 
 
-def collect(root: str | Path) -> Collection:
-    """Read and validate every ``*.json`` under ``root``; one frame row per valid result."""
-    root = Path(root)
+def _rows(root: Path, source: str) -> tuple[list[dict[str, Any]], list[str], int]:
     files = result_files(root)
     rows, bad = [], []
     for f in files:
         rel = f.relative_to(root).as_posix()
+        shown = rel if source == "published" else f"{root.as_posix()}/{rel}"
         try:
             doc = json.loads(f.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            bad.append(f"{rel}: not valid JSON ({exc})")
+            bad.append(f"{shown}: not valid JSON ({exc})")
             continue
         errs = problems(doc, path=f)
         if errs:
-            bad.extend(f"{rel}: {e}" for e in errs)
+            bad.extend(f"{shown}: {e}" for e in errs)
             continue
-        rows.append(row_of(doc, rel))
+        row = row_of(doc, shown)
+        row["source"] = source
+        if source == "user":
+            row["defense"] += USER_MARK
+        rows.append(row)
+    return rows, bad, len(files)
+
+
+def collect(root: str | Path, user: str | Path | None = None) -> Collection:
+    """Read and validate every ``*.json`` under ``root``; one frame row per valid result.
+
+    ``user``: a second folder of the user's own results (``xrobust run`` writes to one by
+    default); its rows are ranked with the published ones, with ``source`` "user" and the
+    defense marked :data:`USER_MARK`, so they never pass for published numbers.
+    """
+    rows, bad, n = _rows(Path(root), "published")
+    if user is not None and Path(user).resolve() != Path(root).resolve():
+        more, more_bad, more_n = _rows(Path(user), "user")
+        rows, bad, n = rows + more, bad + more_bad, n + more_n
     df = pd.DataFrame(rows)
     if df.empty:
-        return Collection(pd.DataFrame(columns=BASE_COLUMNS + TAIL_COLUMNS), tuple(bad), len(files))
+        return Collection(pd.DataFrame(columns=BASE_COLUMNS + TAIL_COLUMNS), tuple(bad), n)
     df["rank"] = _rank(df)
     attacks = sorted(c for c in df.columns if c.startswith("attack:"))
     df = df[BASE_COLUMNS + attacks + TAIL_COLUMNS]
     df = df.sort_values(["domain", "track", "rank", "model", "defense"], kind="mergesort").reset_index(drop=True)
-    return Collection(df, tuple(bad), len(files))
+    return Collection(df, tuple(bad), n)
 
 
 def training_costs(root: str | Path) -> dict[str, list[dict[str, Any]]]:
@@ -197,11 +222,6 @@ def training_costs(root: str | Path) -> dict[str, list[dict[str, Any]]]:
         if rows:
             out[doc["track"]] = rows
     return out
-
-
-def results_frame(root: str | Path) -> pd.DataFrame:
-    """One row per valid result file under ``root`` (see :func:`collect` for the problems)."""
-    return collect(root).frame
 
 
 def attack_columns(df: pd.DataFrame) -> list[str]:

@@ -38,20 +38,24 @@ def _write(path: Path, text: str) -> Path:
 
 
 def build(results: str | Path = "results", out: str | Path | None = None,
-          markdown: str | Path | None = None) -> Built:
+          markdown: str | Path | None = None, user: str | Path | None = None) -> Built:
     """Aggregate ``results`` and write the site under ``out`` and the Markdown leaderboard at ``markdown``.
 
+    ``user``: a folder of the user's own results, shown beside the published ones and marked
+    (see :func:`leaderboard.aggregate.collect`); the site and Markdown then default to that
+    folder's side, so building them never touches the published ``results``.
     Files of earlier builds that this build does not produce (pages and plots
     of tracks that are gone) are removed, so the site is a function of results/.
     """
-    col = collect(results)
+    col = collect(results, user)
     df = col.frame
-    site = Path(out) if out is not None else default_site(results)
+    home = user if user is not None else results
+    site = Path(out) if out is not None else default_site(home)
     site.mkdir(parents=True, exist_ok=True)
     for stale in list(site.glob("track-*.html")) + list((site / "plots").glob("*.png")):
         stale.unlink()
     md_text = leaderboard_markdown(df, col.problems, training_costs(results))
-    md_path = _write(Path(markdown) if markdown is not None else default_markdown(results), md_text)
+    md_path = _write(Path(markdown) if markdown is not None else default_markdown(home), md_text)
     _write(site / "LEADERBOARD.md", md_text)
     csv_path = _write(site / "leaderboard.csv", df.to_csv(index=False, lineterminator="\n"))
     images: list[Path] = []

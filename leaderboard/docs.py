@@ -6,7 +6,8 @@ A Markdown file marks a generated region with
     ...table...
     <!-- /results -->
 
-(``cross-domain``: the cross-domain table of the leaderboard; ``track <id>``: that track's table).
+(``cross-domain``: the cross-domain table of the leaderboard; ``track <id>``: that track's table;
+``perf <id>``: the attack timings of ``results/perf/<id>.json`` written by ``xrobust perf``).
 ``xrobust docs`` rewrites every region of README.md and docs/*.md from the result files, and the
 test suite fails when a committed region differs from what the files give (one edited number is
 enough), so a table in the docs is never typed by hand.
@@ -22,7 +23,24 @@ import pandas as pd
 REGION = re.compile(r"(<!-- results: (?P<what>[^>]+?) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
 
 
-def render_region(what: str, df: pd.DataFrame) -> str:
+def perf_markdown(doc: dict) -> str:
+    """An ``xrobust perf`` document as Markdown: the timings, the ratios, the machine."""
+    lines = ["| measurement | seconds | robust acc (batch) |", "|---|---|---|"]
+    for r in doc["rows"]:
+        acc = "" if r.get("robust_accuracy") is None else f"{r['robust_accuracy']:.3f}"
+        lines.append(f"| {r['name']} | {r['seconds']:.3f} | {acc} |")
+    lines += ["", "| ratio | value |", "|---|---|"]
+    lines += [f"| `{k}` | {v:.3f} |" for k, v in doc["ratios"].items()]
+    m = doc["machine"]
+    lines += ["", f"Machine: {m['device']}, {m.get('cpu', m.get('machine', '?'))}, load average "
+                  f"{m.get('load_average_1m', '?')}; batch {doc['batch_size']}, {doc['threat']}, K = {doc['steps']}, "
+                  f"median of {doc['repeats']} interleaved rounds."]
+    return "\n".join(lines)
+
+
+def render_region(what: str, df: pd.DataFrame, results: str | Path = "results") -> str:
+    import json
+
     from bench.errors import UserError
     from leaderboard.markdown import cross_domain_markdown, track_markdown
 
@@ -33,12 +51,18 @@ def render_region(what: str, df: pd.DataFrame) -> str:
         if words[1] not in set(df["track"]):
             return f"(no result file of track {words[1]} under results/)"
         return track_markdown(df, words[1])
-    raise UserError(f"unknown generated region {what!r}: expected 'cross-domain' or 'track <id>'")
+    if len(words) == 2 and words[0] == "perf":
+        path = Path(results) / "perf" / f"{words[1]}.json"
+        if not path.is_file():
+            return f"(no results/perf/{words[1]}.json)"
+        return perf_markdown(json.loads(path.read_text()))
+    raise UserError(f"unknown generated region {what!r}: expected 'cross-domain', 'track <id>' or 'perf <id>'")
 
 
-def render(text: str, df: pd.DataFrame) -> str:
-    """``text`` with every marked region regenerated from ``df`` (the leaderboard frame)."""
-    return REGION.sub(lambda m: m.group(1) + render_region(m.group("what"), df) + "\n" + m.group(4), text)
+def render(text: str, df: pd.DataFrame, results: str | Path = "results") -> str:
+    """``text`` with every marked region regenerated from ``df`` (the leaderboard frame of
+    ``results``) and the perf files under ``results``."""
+    return REGION.sub(lambda m: m.group(1) + render_region(m.group("what"), df, results) + "\n" + m.group(4), text)
 
 
 def doc_files(root: str | Path = ".") -> list[Path]:
@@ -55,7 +79,7 @@ def update(results: str | Path = "results", root: str | Path = ".") -> list[Path
     changed = []
     for path in doc_files(root):
         old = path.read_text()
-        new = render(old, df)
+        new = render(old, df, results)
         if new != old:
             atomic_write_bytes(path, new.encode())
             changed.append(path)

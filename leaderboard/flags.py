@@ -20,6 +20,8 @@ FLAG_EXPLANATIONS: dict[str, str] = {
                      "than a point: the suite's attack had not converged, the number is optimistic.",
     "unofficial-suite": "Evaluated with another attack suite than the track's official one (AutoAttack's "
                         "standard version for classification): a stronger attack may lower this number.",
+    "dirty-tree": "Made from a work tree with uncommitted code changes: the recorded commit is not "
+                  "exactly the code that produced the number.",
     "zero-gradients": "Many examples have a zero or NaN input gradient: gradient attacks are blind "
                       "there (gradient masking / obfuscation).",
     "randomized-forward": "Two identical forward passes gave different outputs: the model is "

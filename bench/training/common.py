@@ -1,4 +1,4 @@
-"""Pieces shared by recipes: the task loss, the adversarial input, the KL term."""
+"""Pieces shared by recipes: the adversarial input and loss, the KL term."""
 
 from __future__ import annotations
 
@@ -7,11 +7,6 @@ import torch.nn.functional as F
 
 from bench.attacks.base import resolve_loss
 from bench.errors import UserError
-
-
-def task_loss(model, z_in, ctx, y, state=None) -> torch.Tensor:
-    """Mean of the model's own objective (CE for classifiers, CTC for ASR)."""
-    return resolve_loss(None, model)(model(z_in, ctx), y).mean()
 
 
 def adv_input(z: torch.Tensor, z_adv: torch.Tensor | None) -> torch.Tensor:

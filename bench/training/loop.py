@@ -153,6 +153,26 @@ def save_train_state(path: str | os.PathLike, payload: dict[str, Any]) -> None:
             os.unlink(tmp)
 
 
+def _gather_to_rank0(part: dict[str, Any], rank: int, world: int) -> list[dict[str, Any]] | None:
+    """Every rank's ``part`` on rank 0 (a list indexed by rank), None on the others."""
+    if world == 1:
+        return [part]
+    import torch.distributed as dist
+
+    out = [None] * world if rank == 0 else None
+    dist.gather_object(part, out, dst=0)
+    return out
+
+
+def _rank_part(saved: dict[str, Any], rank: int, world: int, path: Any) -> dict[str, Any]:
+    """This rank's RNG / recipe state / running sums of a saved training state."""
+    had = saved.get("world", 1)
+    if had != world:
+        raise UserError(f"cannot resume from {path}: it was written by {had} rank(s), this run has {world}; "
+                        f"resume with the same torchrun --nproc-per-node")
+    return saved["ranks"][rank] if world > 1 else saved
+
+
 def load_train_state(path: str | os.PathLike) -> dict[str, Any]:
     """Load a training state with ``weights_only=True`` (no arbitrary unpickling)."""
     try:
@@ -222,16 +242,17 @@ def train(model: TaskModel, data: ArrayData, recipe: Recipe, threat: ThreatModel
     gen_epoch_state = None
     if cfg.resume and cfg.state_path and Path(cfg.state_path).exists():
         saved = load_train_state(cfg.state_path)
+        mine = _rank_part(saved, rank, world, cfg.state_path)
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
-        torch.set_rng_state(saved["rng"])
-        if device.type == "cuda" and "cuda_rng" in saved:
-            torch.cuda.set_rng_state(saved["cuda_rng"], device)
+        torch.set_rng_state(mine["rng"])
+        if device.type == "cuda" and "cuda_rng" in mine:
+            torch.cuda.set_rng_state(mine["cuda_rng"], device)
         step, start_epoch, start_batch = saved["step"], saved["epoch"], saved["batch"]
         gen_epoch_state = saved["gen_epoch_state"]
         history = list(saved["history"])
-        acc = list(saved["acc"])
-        state.update(saved.get("recipe_state", {}))
+        acc = list(mine["acc"])
+        state.update(mine.get("recipe_state", {}))
     # under torchrun: DDP over the recipe loss (it broadcasts rank 0's weights, then averages gradients)
     step_loss = _wrap_ddp(model, recipe, device) if world > 1 else _RecipeLoss(model, recipe)
     bar = None
@@ -293,14 +314,21 @@ def train(model: TaskModel, data: ArrayData, recipe: Recipe, threat: ThreatModel
                     bar.set_postfix(epoch=epoch + 1, loss=f"{acc[0] / acc[2]:.3f}",
                                     acc=f"{acc[1] / acc[2]:.3f}" if acc[1] else "-")
             step += 1
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and rank == 0:
-                save_train_state(cfg.state_path, {
-                    "model": model.state_dict(), "optimizer": opt.state_dict(), "rng": torch.get_rng_state(),
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                # what differs between ranks (RNG streams, per-shard recipe state such as Free's
+                # delta, running sums) is gathered, so every rank resumes its own stream
+                parts = _gather_to_rank0({
+                    "rng": torch.get_rng_state(),
                     **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
-                    "step": step, "epoch": epoch, "batch": b + 1, "gen_epoch_state": gen_epoch_state,
-                    "history": history, "acc": acc,
+                    "acc": list(acc),
                     "recipe_state": {k: v.detach().cpu() for k, v in state.items() if isinstance(v, torch.Tensor)},
-                })
+                }, rank, world)
+                if rank == 0:
+                    save_train_state(cfg.state_path, {
+                        "model": model.state_dict(), "optimizer": opt.state_dict(), **parts[0],
+                        "step": step, "epoch": epoch, "batch": b + 1, "gen_epoch_state": gen_epoch_state,
+                        "history": history, "world": world, "ranks": parts if world > 1 else None,
+                    })
         stats = {"epoch": epoch + 1, "loss": acc[0] / max(1, acc[2]), "train_accuracy": acc[1] / max(1, acc[2]),
                  "seconds": time.perf_counter() - t0, "eps": threat_t.eps}
         history.append(stats)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing as mp
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -136,7 +136,3 @@ def synthesize(utterances: Sequence[Utterance], *, workers: int = 2, chunk_size:
         bar.close()
     return out
 
-
-def voices_available() -> Iterable[str]:
-    """English accents shipped with the wheel (en-shaw is an alphabet, not an accent)."""
-    return ("en", "en-us", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd")

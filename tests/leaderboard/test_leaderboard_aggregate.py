@@ -85,16 +85,26 @@ def test_training_cost_table_from_perf_files(tmp_path):
     assert "| free | 34.0 | 4.25 | 4 |" in cost_markdown(costs["t"])
 
 
-def test_committed_leaderboard_has_the_recipe_comparison():
-    """The committed Markdown leaderboard shows every quick track's six-recipe comparison with its costs."""
+def test_committed_leaderboard_shows_every_committed_result_and_cost():
+    """The committed Markdown leaderboard is the one results/ gives: every result file's defense in its
+    track's table, and each track's `perf --training` recipes in its cost table."""
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[2] / "results" / "LEADERBOARD.md").read_text()
-    for track in ("image-mnist5k-linf-0.3", "speech-kws-snr-30db", "text-rt-emb-l2-0.05"):
-        section = text.split(f"### {track}", 1)[1].split("\n### ", 1)[0]
-        for recipe in ("erm", "fgsm-rs", "free", "pgd-at", "trades", "mart"):
-            assert f"| {recipe} |" in section.split("Training cost", 1)[0], (track, recipe)
-            assert f"| {recipe} |" in section.split("Training cost", 1)[1], (track, recipe)
+    from leaderboard.aggregate import training_costs
+    from leaderboard.markdown import leaderboard_markdown
+
+    root = Path(__file__).resolve().parents[2] / "results"
+    text = (root / "LEADERBOARD.md").read_text()
+    col = collect(root)
+    assert text == leaderboard_markdown(col.frame, col.problems, training_costs(root)), "run xrobust leaderboard"
+    for r in col.frame.to_dict("records"):
+        section = text.split(f"### {r['track']}", 1)[1].split("\n### ", 1)[0]
+        assert f"| {r['defense']} |" in section.split("Training cost", 1)[0], (r["track"], r["defense"])
+    for track, rows in training_costs(root).items():
+        if track in set(col.frame["track"]):
+            section = text.split(f"### {track}", 1)[1].split("\n### ", 1)[0]
+            for row in rows:
+                assert f"| {row['recipe']} |" in section.split("Training cost", 1)[1], (track, row["recipe"])
 
 
 def test_cross_domain_mean_rank_and_wer():
@@ -155,11 +165,12 @@ def test_invalid_file_is_left_out_and_reported(digits_results, tmp_path, capsys)
 
 
 def test_run_quick_hook_signature_builds_default_site(digits_results, tmp_path):
-    """`xrobust run quick` calls the leaderboard handler with exactly results/out=None/quiet."""
+    """`xrobust run quick --results results` calls the leaderboard handler with exactly these fields."""
     root = tmp_path / "results"
     shutil.copytree(digits_results, root)
     build_parser()  # loads the entry-point verbs
-    rc = COMMANDS["leaderboard"][2](argparse.Namespace(results=str(root), out=None, quiet=True))
+    rc = COMMANDS["leaderboard"][2](argparse.Namespace(results=str(root), user=None, out=None, markdown=None,
+                                                       quiet=True))
     assert rc == 0
     assert (tmp_path / "site" / "index.html").is_file() and (root / "LEADERBOARD.md").is_file()
 

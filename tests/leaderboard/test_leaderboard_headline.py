@@ -72,7 +72,7 @@ def test_committed_doc_tables_match_the_results():
     assert any("<!-- results:" in p.read_text() for p in files)
     for path in files:
         text = path.read_text()
-        assert render(text, df) == text, f"{path.name}: a generated table differs from results/ (run xrobust docs)"
+        assert render(text, df, ROOT / "results") == text, f"{path.name}: a generated table differs from results/ (run xrobust docs)"
 
 
 def test_an_edited_number_in_a_doc_table_is_caught():
@@ -83,7 +83,20 @@ def test_an_edited_number_in_a_doc_table_is_caught():
     region = readme[start:body_end]
     digit = next(i for i, ch in enumerate(region) if ch.isdigit() and region[i - 1] in " (")
     edited = readme[:start + digit] + str((int(region[digit]) + 1) % 10) + readme[start + digit + 1:]
-    assert render(edited, df) != edited and render(edited, df) == readme
+    assert render(edited, df, ROOT / "results") != edited and render(edited, df, ROOT / "results") == readme
+
+
+def test_an_edited_number_in_the_perf_table_is_caught():
+    """docs/attacks.md's timing table is results/perf/<track>.json, not typed numbers."""
+    df = collect(ROOT / "results").frame
+    doc = (ROOT / "docs" / "attacks.md").read_text()
+    start = doc.index("<!-- results: perf image-mnist5k-linf-0.3 -->")
+    body_end = doc.index("<!-- /results -->", start)
+    perf = json.loads((ROOT / "results" / "perf" / "image-mnist5k-linf-0.3.json").read_text())
+    assert f"| `limit_ratio` | {perf['ratios']['limit_ratio']:.3f} |" in doc[start:body_end]
+    i = doc.index("| `limit_ratio` | ", start) + len("| `limit_ratio` | ")
+    edited = doc[:i] + str((int(doc[i]) + 1) % 10) + doc[i + 1:]
+    assert render(edited, df, ROOT / "results") == doc != edited
 
 
 def test_unknown_region_is_a_user_error():

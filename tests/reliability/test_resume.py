@@ -128,3 +128,16 @@ def test_nonfinite_loss_stops_with_clear_error_and_keeps_last_state(tmp_path, di
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("nan_recipe", None)
+
+
+def test_a_state_resumes_only_with_the_rank_count_that_wrote_it():
+    from bench.training.loop import _rank_part
+
+    one = {"rng": torch.get_rng_state(), "acc": [0.0, 0.0, 0]}  # written by a single process (no "world")
+    assert _rank_part(one, 0, 1, "s.pt") is one
+    two = {"world": 2, "ranks": [{"acc": [1.0, 0.0, 1]}, {"acc": [2.0, 0.0, 1]}]}
+    assert _rank_part(two, 1, 2, "s.pt")["acc"][0] == 2.0  # each rank its own part
+    with pytest.raises(UserError, match="written by 2 rank.*this run has 1"):
+        _rank_part(two, 0, 1, "s.pt")
+    with pytest.raises(UserError, match="written by 1 rank.*this run has 2"):
+        _rank_part(one, 0, 2, "s.pt")

@@ -61,3 +61,45 @@ def test_two_gloo_ranks_match_single_process(tmp_path):
     assert d1["metrics"] == d2["metrics"]
     assert d1["n"] == 359
     assert not list((multi / "results").rglob("*.json.*")), "no stray temp files"
+
+
+@pytest.mark.slow
+def test_sigkill_under_torchrun_then_resume_gives_identical_weights(tmp_path):
+    """Resuming works under torchrun: kill both ranks mid-epoch, resume, reach the uninterrupted weights."""
+    import signal
+    import time
+
+    from bench.checkpoint import sha256_file
+    from bench.errors import UserError
+    from bench.training.loop import load_train_state
+
+    env = {**ENV, "PYTHONUNBUFFERED": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29523",
+                "-m", "bench.cli", "train", "--track", "image-digits-linf-0.2", "--recipe", "pgd-at",
+                "--epochs", "2", "--quiet", "--checkpoint-every", "4"]
+    ref = tmp_path / "ref" / "model.safetensors"
+    _run(torchrun + ["--out", str(ref)], tmp_path)
+    out = tmp_path / "killed" / "model.safetensors"
+    state = out.with_name("model.train_state.pt")
+    proc = subprocess.Popen(torchrun + ["--out", str(out)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    killed_at, deadline = None, time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if state.exists():
+            try:
+                s = load_train_state(state)
+            except UserError:
+                continue
+            if s["step"] >= 12:  # mid first epoch (23 global batches)
+                os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both ranks
+                killed_at = s["step"]
+                break
+        time.sleep(0.02)
+    proc.wait()
+    assert killed_at is not None, "the run finished before it could be killed"
+    assert not out.exists() and 0 < load_train_state(state)["batch"] < 23
+    done = subprocess.run(torchrun + ["--out", str(out), "--resume"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming pgd-at" in done.stderr
+    assert sha256_file(out) == sha256_file(ref)
