@@ -86,7 +86,7 @@ def as_task_model(model: nn.Module) -> TaskModel:
     """Any ``nn.Module`` classifier on raw inputs becomes a :class:`TaskModel`."""
     if isinstance(model, TaskModel):
         return model
-    return TaskModel(model)
+    return TaskModel(model).train(model.training)  # the wrapper takes the module's mode
 
 
 def compile_model(model: nn.Module, backend: str = "inductor") -> nn.Module:

@@ -163,9 +163,42 @@ def test_square_bump_is_the_papers_cumulative_one():
     assert top_decile(pseudo_gaussian(1, 161)) < 0.55
 
 
+class EpsIgnored(ThreatModel):
+    """A broken threat (a plausible bug): its radius ignores eps and stays that of eps = 0.1, so at eps = 0
+    the ball is not a point. Projection and ``contains`` agree with each other, so ``Attack.run`` accepts
+    what comes out; only the eps = 0 comparison with the clean input can see it."""
+
+    def radius(self, z, ctx=None):
+        return ThreatModel(self.norm, 0.1, self.space, self.scale, self.per, self.bounds).radius(z, ctx)
+
+
+#: threat kinds where eps = 0 is a zero radius (for snr-db, 0 dB is the signal's own size)
+ZERO_RADIUS_SETUPS = ["linf-abs", "l2-abs", "token-l2", "token-linf"]
+
+
+@pytest.mark.parametrize("setup", ZERO_RADIUS_SETUPS)
 @pytest.mark.parametrize("name", ATTACK_NAMES)
-def test_eps_zero_returns_the_clean_input(name, digits_model, digits_batch):
+def test_eps_zero_returns_the_clean_input_and_is_really_searched(name, setup, digits_model, digits_batch):
+    """At eps = 0 every attack gives back the clean input bit for bit, on every kind of threat model.
+
+    That alone would hold by construction if ``Attack.run`` returned the input at eps = 0 without searching;
+    it no longer does (the ``eps0-differs-from-clean`` flag relies on it). So the same attack is also run
+    against a threat whose radius ignores eps: its output must move, i.e. the search and the projection
+    really ran at eps = 0, and a projection bug of that kind fails the first assertion. (The flag itself,
+    raised by a leaky radius, is tested in test_attacks_sanity.py.)
+    """
     x, y = digits_batch
+    x, y = x[:12], y[:12]
+    _, tm, z, ctx, threat = next(s for s in _setups(digits_model, x, y) if s[0] == setup)
+    t0 = threat.with_eps(0.0)
     attack = ATTACKS.get(name)(**FAST.get(name, {}))
-    z_adv = attack.run(digits_model, x[:8], Context(index=torch.arange(8)), y[:8], ThreatModel("linf", 0.0))
-    assert torch.equal(z_adv, x[:8])
+    z_adv = attack.run(tm, z, ctx, y, t0)
+    assert torch.equal(z_adv, z), f"{name} moved the input at eps = 0 ({setup})"
+
+    broken = EpsIgnored(t0.norm, 0.0, t0.space, t0.scale, t0.per, t0.bounds)
+    z_bad = attack.run(tm, z, ctx, y, broken)
+    moved = (z_bad - z).flatten(1).abs().amax(1) > 0
+    # measured: every example moves (APGD skips the one the model misclassifies already: 11 of 12)
+    assert int(moved.sum()) >= 10, f"{name} did not search at eps = 0 ({setup}): {int(moved.sum())} of 12 moved"
+    if ctx.mask is not None:
+        assert torch.equal(z_bad[:, 0], z[:, 0]), "a masked position moved"

@@ -36,7 +36,13 @@ def test_run_writes_a_valid_result(digits_run):
     sweep = {p["eps"]: p["robust_accuracy"] for p in m["eps_sweep"]}
     robust_bits = doc["per_example"]["robust"][:40]  # the sweep runs on the first sweep_n = 40 examples
     assert list(sweep) == [0.1, 0.2, 0.3] and sweep[0.2] == robust_bits.count("1") / 40  # headline reused
-    assert sweep[0.1] >= sweep[0.2] >= sweep[0.3]
+    # ">=" holds by construction (outcomes are carried per example from the smaller eps); what a bug breaks:
+    # every point's clean accuracy is that of the same first 40 examples, and on this undefended model the
+    # smallest eps really attacks (strictly below clean) and the headline eps is strictly below it
+    # (measured: clean 0.95, sweep 0.40, 0.00, 0.00)
+    clean40 = doc["per_example"]["clean"][:40].count("1") / 40
+    assert all(p["clean_accuracy"] == clean40 for p in m["eps_sweep"])
+    assert sweep[0.2] < sweep[0.1] < clean40 and sweep[0.3] <= sweep[0.2]
     assert doc["flags"]["blackbox-beats-whitebox"]["value"] is not None  # the suite has Square
     assert doc["flags"]["not-converged"]["value"] is not None
     assert doc["n"] == 60 and len(doc["per_example"]["robust"]) == 60
@@ -46,6 +52,27 @@ def test_run_writes_a_valid_result(digits_run):
     assert len(get_track("image-digits-linf-0.2").eval_data()[0]) == 359  # 20% of 1,797, per class
     prov = doc["provenance"]
     assert len(prov["checkpoint_sha256"]) == 64 and prov["torch_version"].startswith("2.11")
+
+
+@pytest.mark.slow
+def test_sweep_point_equals_a_stand_alone_evaluation(digits_run):
+    """The smallest sweep eps has nothing carried into it, so it must equal the standard suite run alone on
+    the first sweep_n = 40 examples (with their global ids, so random starts match): catches a sweep on
+    other examples, at another eps or with other seeds (36 s: the cascade's FAB-T and Square on the
+    examples that survive)."""
+    from bench.checkpoint import load_checkpoint
+    from bench.evaluate import evaluate
+    from bench.tracks import get_track
+
+    doc = json.loads((digits_run / "results" / "image" / "digits" / "linf-0.2" / "smallcnn__erm.json").read_text())
+    first = doc["metrics"]["eps_sweep"][0]
+    track = get_track("image-digits-linf-0.2")
+    (x, y), idx = track.test_data(), track.eval_data()[1]
+    model = load_checkpoint(digits_run / "runs" / "image-digits-linf-0.2" / "erm-s0" / "model.safetensors").eval()
+    alone = evaluate(model, x[:40], y[:40], track.threat.with_eps(first["eps"]), track.suite, cascade=True,
+                     index=idx[:40], batch_size=track.eval_batch_size, flags=False)
+    assert first["robust_accuracy"] == alone.metrics()["robust_accuracy"]  # measured 0.40 (0.45 on 20..59)
+    assert first["clean_accuracy"] == alone.metrics()["clean_accuracy"]
 
 
 def test_same_seed_same_metrics(tmp_path):

@@ -103,7 +103,26 @@ def test_mnist5k_is_the_real_subset():
 
 
 def test_digits_split_is_stratified_and_disjoint():
+    """Checked against scikit-learn's own array: every split image is traced back to its original index
+    (the 1,797 images are pairwise distinct), so the two splits partition the dataset exactly, each
+    label is the original one, and every class's test share is within 1 of 20%."""
+    from sklearn.datasets import load_digits
+
     tr = DATASETS.get("digits")(split="train")
     te = DATASETS.get("digits")(split="test")
-    assert len(tr) + len(te) == 1797
-    assert te.inputs.shape[1:] == (1, 8, 8)
+    d = load_digits()
+    key = lambda img: np.asarray(img).round().astype(np.uint8).tobytes()  # noqa: E731  (values 0..16)
+    where = {key(img): i for i, img in enumerate(d.images)}
+    assert len(where) == 1797, "the raw images are no longer distinct: the tracing below needs them to be"
+    orig = {name: [where[key(img[0] * 16)] for img in part.inputs.numpy()] for name, part in (("train", tr), ("test", te))}
+    assert len(set(orig["train"])) == len(tr) and len(set(orig["test"])) == len(te)   # no repeats inside a split
+    assert not set(orig["train"]) & set(orig["test"])                                # disjoint
+    assert sorted(orig["train"] + orig["test"]) == list(range(1797))                  # nothing lost
+    for name, part in (("train", tr), ("test", te)):
+        assert part.y.tolist() == d.target[orig[name]].tolist(), f"{name} labels do not follow their images"
+    per_class = np.bincount(d.target, minlength=10)
+    test_counts = np.bincount(te.y.numpy(), minlength=10)
+    assert (np.abs(test_counts - 0.2 * per_class) <= 1).all(), (test_counts, per_class)
+    assert te.inputs.shape[1:] == (1, 8, 8) and tr.inputs.dtype == torch.float32
+    again = DATASETS.get("digits")(split="test")
+    assert torch.equal(again.inputs, te.inputs) and torch.equal(again.y, te.y)       # fixed (seed 0)

@@ -1,4 +1,5 @@
-"""torch.compile (in place, same state dict), pinned-memory copies on CUDA, and their CLI switches."""
+"""torch.compile (in place, same state dict), pinned-memory copies on CUDA (their logic also checked on
+the CPU by recording calls), and their CLI switches."""
 
 from __future__ import annotations
 
@@ -63,10 +64,55 @@ def test_cli_eval_compile_equals_eager_and_rejects_bad_backend(digits_model, tmp
     assert not (tmp_path / "bad.json").exists()
 
 
-def test_to_device_leaves_cpu_copies_unpinned():
-    x = torch.zeros(4, 3)
-    assert to_device(x, "cpu") is x or torch.equal(to_device(x, "cpu"), x)
-    assert not to_device({"a": x}, "cpu")["a"].is_pinned()
+def test_to_device_on_cpu_never_pins_and_hands_back_the_same_tensors(monkeypatch):
+    """Without CUDA, ``is_pinned()`` is False whatever the code does (pinning needs a CUDA driver), so the
+    check is on what ``to_device`` asks for: a CPU target never requests pinned memory, and CPU tensors
+    come back as the very same objects (no copy), in dicts too, other objects unchanged."""
+    pins = []
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *a, **k: pins.append(self) or self)
+    x, mask = torch.arange(12.0).reshape(4, 3), torch.ones(4, dtype=torch.bool)
+    assert to_device(x, "cpu") is x
+    assert to_device(x, torch.device("cpu")) is x
+    out = to_device({"x": x, "mask": mask}, "cpu")
+    assert list(out) == ["x", "mask"] and out["x"] is x and out["mask"] is mask
+    assert to_device([1, 2], "cpu") == [1, 2] and to_device("text", "cpu") == "text"
+    assert pins == [], "pin_memory was requested for a CPU target"
+
+
+def test_to_device_stages_cpu_tensors_for_cuda_through_pinned_memory(monkeypatch):
+    """The CUDA path's logic, checked without a GPU by recording the calls: a CPU tensor bound for CUDA is
+    pinned and copied with ``non_blocking=True`` (in dicts too); ``pin=False`` and a tensor not on the CPU
+    go with a plain ``.to`` (the copy on a real GPU is the ``gpu`` test below)."""
+    calls = []
+
+    class Pinned:
+        def __init__(self, src):
+            self.src = src
+
+        def to(self, device, non_blocking=False):
+            calls.append(("pinned.to", self.src, torch.device(device), non_blocking))
+            return "on-cuda"
+
+    def pin_memory(self, *a, **k):
+        calls.append(("pin", self))
+        return Pinned(self)
+
+    def plain_to(self, *args, **kwargs):
+        calls.append(("to", self, args, kwargs))
+        return "plain"
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", pin_memory)
+    monkeypatch.setattr(torch.Tensor, "to", plain_to)
+    x = torch.arange(12.0).reshape(4, 3)
+    assert to_device({"a": x}, "cuda") == {"a": "on-cuda"}
+    assert [c[0] for c in calls] == ["pin", "pinned.to"] and calls[0][1] is x and calls[1][1] is x
+    assert calls[1][2] == torch.device("cuda") and calls[1][3] is True
+    calls.clear()
+    assert to_device(x, "cuda", pin=False) == "plain"
+    assert [c[0] for c in calls] == ["to"] and calls[0][2] == (torch.device("cuda"),)
+    calls.clear()
+    meta = torch.empty(2, device="meta")  # a tensor already off the CPU: nothing to pin
+    assert to_device(meta, "cuda") == "plain" and [c[0] for c in calls] == ["to"]
 
 
 @pytest.mark.gpu
