@@ -69,7 +69,7 @@ def train_track(track: Track, recipe: str, *, epochs: float | None = None, seed:
     spec = track.train
     path = Path(out) if out else checkpoint_path(track, rec.name, seed, runs)
     state_path = path.with_name(path.stem + ".train_state.pt")
-    cfg = TrainConfig(epochs=epochs if epochs is not None else spec.epochs, batch_size=spec.batch_size,
+    cfg = TrainConfig(epochs=epochs if epochs is not None else spec.epochs_for(rec.name), batch_size=spec.batch_size,
                       lr=spec.lr, optimizer=spec.optimizer, schedule=spec.schedule,
                       weight_decay=spec.weight_decay, eps_ramp_epochs=spec.eps_ramp_epochs,
                       grad_clip=spec.grad_clip, seed=seed, bf16=bf16, device=device,

@@ -32,6 +32,12 @@ class TrainSpec:
     eps_ramp_epochs: float = 0.0
     grad_clip: float | None = None
     recipe_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: nominal epochs for one recipe instead of ``epochs`` (e.g. Free-AT, whose nominal epochs count
+    #: gradient computations: ``epochs`` / m passes of m replays)
+    recipe_epochs: Mapping[str, float] = field(default_factory=dict)
+
+    def epochs_for(self, recipe: str) -> float:
+        return float(self.recipe_epochs.get(recipe, self.epochs))
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,8 @@ class Track:
         quick: part of ``xrobust run quick``.
         recipes: the recipes ``xrobust run`` trains by default.
         cascade: attack only still-robust examples (AutoAttack's order).
+        zoo_n: the prefix of the evaluation subset ``xrobust run quick`` re-evaluates each published
+            checkpoint on (:mod:`bench.reproduce`).
     """
 
     id: str
@@ -75,6 +83,9 @@ class Track:
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
     dataset_kwargs: Mapping[str, Any] = field(default_factory=dict)
     eval_batch_size: int = 250
+    #: how many examples (a prefix of the fixed subset) ``xrobust run quick`` re-evaluates each
+    #: published checkpoint on (:mod:`bench.reproduce`)
+    zoo_n: int = 100
     description: str = ""
 
     @property

@@ -196,3 +196,23 @@ def test_perf_training_writes_ratios(tmp_path, capsys):
     assert rows["erm"]["ratio_to_erm"] == 1.0
     assert rows["free"]["replay"] == 4
     assert all(r["seconds_per_epoch"] > 0 for r in rows.values())
+
+
+def test_track_recipe_epochs_reach_the_trainer(tmp_path, digits_track):
+    """TrainSpec.recipe_epochs gives one recipe its own nominal epochs (Free-AT on MNIST-5k: 20, the
+    others 10); every other recipe keeps the track's, and the checkpoint records what ran."""
+    from dataclasses import replace
+
+    from bench.checkpoint import read_checkpoint_config
+    from bench.pipeline import train_track
+
+    track = replace(digits_track, train=replace(digits_track.train, epochs=0.25, recipe_epochs={"free": 0.5}))
+    got = {}
+    for recipe in ("free", "erm"):
+        path = train_track(track, recipe, out=tmp_path / f"{recipe}.safetensors", progress=False, log=lambda s: None)
+        got[recipe] = read_checkpoint_config(path)["train_config"]["epochs"]
+    assert got == {"free": 0.5, "erm": 0.25}
+    from bench.tracks import get_track
+
+    mnist = get_track("image-mnist5k-linf-0.3").train
+    assert mnist.epochs_for("free") == 20 and mnist.epochs_for("pgd-at") == mnist.epochs == 10
