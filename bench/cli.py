@@ -85,6 +85,11 @@ def _args_run(p):
     p.add_argument("--bf16", action="store_true", help="bf16 autocast in training")
     p.add_argument("--publish", action="store_true",
                    help="copy each checkpoint into zoo/<track>/ and evaluate the published copy")
+    p.add_argument("--train", action="store_true",
+                   help="'quick': retrain every default recipe and evaluate it on the full subset, instead of "
+                        "re-evaluating the published checkpoints (zoo/) on each track's zoo_n examples")
+    p.add_argument("--workers", type=int, default=None,
+                   help="'quick' without --train: parallel worker processes (default: one per core)")
     _accel(p)
     _common(p)
 
@@ -119,6 +124,8 @@ def cmd_run(args) -> int:
         from bench.registry import SUITES
 
         SUITES.get(args.suite)
+    if args.track == "quick" and not args.train:
+        return _run_quick_zoo(args, tracks)
     written = []
     for track in tracks:
         for recipe in recipes_arg or list(track.recipes):
@@ -147,6 +154,29 @@ def cmd_run(args) -> int:
 
 
 cmd_run.add_arguments = _args_run
+
+
+def _run_quick_zoo(args, tracks) -> int:
+    """``xrobust run quick``: every published checkpoint re-evaluated (bench.reproduce), then the leaderboard."""
+    from bench.reproduce import reproduce
+
+    if args.recipes or args.epochs is not None or args.publish or args.bf16 or args.eps is not None:
+        raise UserError("--recipes/--epochs/--publish/--bf16/--eps train or change the track: add --train")
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {args.workers}")
+    if args.n is not None:
+        if args.n < 1:
+            raise UserError(f"--n must be >= 1, got {args.n}")
+        from dataclasses import replace
+
+        tracks = [replace(t, zoo_n=args.n) for t in tracks]
+    rows = reproduce(tracks, results=args.results, seed=args.seed, device=args.device, workers=args.workers,
+                     log=_log)
+    print("\n".join(r["path"] for r in rows))
+    if "leaderboard" in COMMANDS:
+        COMMANDS["leaderboard"][2](argparse.Namespace(results=PUBLISHED_RESULTS, user=args.results, out=None,
+                                                      markdown=None, quiet=args.quiet))
+    return 0
 
 
 def _accel(p, training: bool = True) -> None:

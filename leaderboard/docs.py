@@ -7,7 +7,8 @@ A Markdown file marks a generated region with
     <!-- /results -->
 
 (``cross-domain``: the cross-domain table of the leaderboard; ``track <id>``: that track's table;
-``perf <id>``: the attack timings of ``results/perf/<id>.json`` written by ``xrobust perf``).
+``perf <id>``: the attack timings of ``results/perf/<id>.json`` written by ``xrobust perf``;
+``cost quick``: what ``xrobust run quick --train`` costs, from the published files' cost fields).
 ``xrobust docs`` rewrites every region of README.md and docs/*.md from the result files, and the
 test suite fails when a committed region differs from what the files give (one edited number is
 enough), so a table in the docs is never typed by hand.
@@ -38,6 +39,29 @@ def perf_markdown(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def cost_markdown(df: pd.DataFrame) -> str:
+    """Train + evaluation seconds of every quick track's default recipes, from the published files."""
+    from bench.registry import TRACKS
+
+    lines = ["| track | recipe | train s | eval s | total min |", "|---|---|---|---|---|"]
+    total, missing = 0.0, []
+    for _, track in TRACKS.items():
+        if not track.quick:
+            continue
+        for recipe in track.recipes:
+            row = df[(df["track"] == track.id) & (df["defense"] == recipe) & (df["model"] == track.model)]
+            if row.empty:
+                lines.append(f"| {track.id} | {recipe} | – | – | no published file |")
+                missing.append(f"{track.id}/{recipe}")
+                continue
+            tr, ev = float(row["train_seconds"].iloc[0]), float(row["eval_seconds"].iloc[0])
+            total += tr + ev
+            lines.append(f"| {track.id} | {recipe} | {tr:.0f} | {ev:.0f} | {(tr + ev) / 60:.1f} |")
+    lines += ["", f"Published ones: {total / 3600:.1f} h on one core in all"
+                  + (f"; not counted: {', '.join(missing)}." if missing else ".")]
+    return "\n".join(lines)
+
+
 def render_region(what: str, df: pd.DataFrame, results: str | Path = "results") -> str:
     import json
 
@@ -56,7 +80,10 @@ def render_region(what: str, df: pd.DataFrame, results: str | Path = "results") 
         if not path.is_file():
             return f"(no results/perf/{words[1]}.json)"
         return perf_markdown(json.loads(path.read_text()))
-    raise UserError(f"unknown generated region {what!r}: expected 'cross-domain', 'track <id>' or 'perf <id>'")
+    if words == ["cost", "quick"]:
+        return cost_markdown(df)
+    raise UserError(f"unknown generated region {what!r}: expected 'cross-domain', 'track <id>', 'perf <id>' "
+                    "or 'cost quick'")
 
 
 def render(text: str, df: pd.DataFrame, results: str | Path = "results") -> str:

@@ -25,7 +25,7 @@ ASR_SUITE = (
 
 register_track(Track(
     id="speech-kws-snr-30db", domain="speech", dataset="synth-commands", model="melcnn",
-    threat=SNR30, suite=KWS_SUITE, cascade=True, n_eval=400, quick=True, headline=KWS_HEADLINE,
+    threat=SNR30, suite=KWS_SUITE, cascade=True, n_eval=400, quick=True, zoo_n=50, headline=KWS_HEADLINE,
     train=TrainSpec(epochs=8, batch_size=64, lr=3e-3, optimizer="adam", schedule="cosine",
                     eps_ramp_epochs=1,
                     # inner-step budgets matched to PGD-AT for the recipe comparison
@@ -37,7 +37,7 @@ register_track(Track(
 
 register_track(Track(
     id="speech-asr-digits-snr-30db", domain="speech", dataset="synth-digits", model="ctc-digits",
-    threat=SNR30, suite=ASR_SUITE, n_eval=200, metric="wer", quick=True,
+    threat=SNR30, suite=ASR_SUITE, n_eval=200, metric="wer", quick=True, zoo_n=20,
     train=TrainSpec(epochs=8, batch_size=32, lr=3e-3, optimizer="adam", schedule="cosine",
                     eps_ramp_epochs=4, grad_clip=5.0, recipe_params={"pgd-at": {"steps": 2}}),
     eval_batch_size=100,

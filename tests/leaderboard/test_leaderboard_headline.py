@@ -104,3 +104,24 @@ def test_unknown_region_is_a_user_error():
 
     with pytest.raises(UserError, match="unknown generated region"):
         render("<!-- results: pie-chart -->\n<!-- /results -->", collect(ROOT / "results").frame)
+
+
+def test_cost_region_sums_the_published_cost_fields():
+    """README's `run quick --train` cost table is the published files' train + eval seconds."""
+    from leaderboard.docs import cost_markdown
+
+    df = collect(ROOT / "results").frame
+    md = cost_markdown(df)
+    doc = json.loads((ROOT / "results/image/mnist5k/linf-0.3/smallcnn__pgd-at.json").read_text())
+    tr, ev = doc["cost"]["train_seconds"], doc["cost"]["eval_seconds"]
+    assert f"| image-mnist5k-linf-0.3 | pgd-at | {tr:.0f} | {ev:.0f} | {(tr + ev) / 60:.1f} |" in md
+    from bench.registry import TRACKS
+
+    wanted = [(t.id, r) for _, t in TRACKS.items() if t.quick for r in t.recipes]
+    have = {(t, d) for t, d in zip(df["track"], df["defense"])}
+    total = sum(float(df[(df["track"] == t) & (df["defense"] == r)][c].iloc[0])
+                for t, r in wanted if (t, r) in have for c in ("train_seconds", "eval_seconds"))
+    assert f"Published ones: {total / 3600:.1f} h" in md
+    for t, r in wanted:
+        if (t, r) not in have:
+            assert f"| {t} | {r} | – | – | no published file |" in md

@@ -1,0 +1,151 @@
+"""Re-evaluate the published checkpoints (``zoo/``) and check them against the published results.
+
+This is the README's main job (``xrobust run quick``), in the spirit of RobustBench's quick start
+(``load_model`` + ``benchmark`` on a few images): every published checkpoint of every quick track
+is evaluated with the track's official suite on the first ``track.zoo_n`` examples of the fixed
+evaluation subset (a uniform random subset, see :meth:`bench.tracks.Track.eval_indices`). Random
+starts are seeded per example (:mod:`bench.rng`), so each example's outcome does not depend on
+which other examples are evaluated with it: the per-example outcomes must equal the published
+file's on the same examples, and :func:`compare` counts the examples where they do. Retraining
+everything is ``xrobust run quick --train``.
+
+Jobs run in worker processes, one torch thread each (as the published files were made), longest
+first, so two cores finish a set of unequal jobs in about half the summed time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable
+
+from bench.errors import UserError
+from bench.results import PUBLISHED_RESULTS, USER_RESULTS, result_path
+
+
+@dataclass(frozen=True)
+class Job:
+    track: str
+    defense: str
+    n: int
+    #: published eval seconds scaled to n: only used to start the longest jobs first
+    estimate: float = 0.0
+
+
+def published_result(track, defense: str, root: str | Path | None = None) -> dict[str, Any] | None:
+    """The published result document of (track, track's model, defense), or ``None``."""
+    from bench.zoo import zoo_root
+
+    base = Path(root) if root is not None else zoo_root().parent / PUBLISHED_RESULTS
+    path = result_path(base, {"domain": track.domain, "dataset": track.dataset, "threat": track.threat.to_dict(),
+                              "model": track.model, "defense": defense})
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def jobs_for(tracks, zoo: str | Path | None = None, results: str | Path | None = None) -> list[Job]:
+    """One job per published checkpoint of each track, longest first."""
+    from bench.zoo import published
+
+    names = published(zoo)
+    jobs = []
+    for track in tracks:
+        for name in names:
+            tid, defense = name.split("/", 1)
+            if tid != track.id:
+                continue
+            n = min(track.zoo_n, track.n_eval)
+            doc = published_result(track, defense, results)
+            est = 0.0
+            if doc is not None:
+                est = float(doc.get("cost", {}).get("eval_seconds", 0.0)) * n / max(1, int(doc.get("n", n)))
+            jobs.append(Job(track.id, defense, n, est))
+    return sorted(jobs, key=lambda j: -j.estimate)
+
+
+def compare(doc: dict[str, Any], published: dict[str, Any] | None) -> dict[str, Any]:
+    """Outcome by outcome: ours against the published file's first ``n`` examples."""
+    out: dict[str, Any] = {"n": doc["n"], "metric": doc["metric"], "clean": doc["metrics"][doc["headline"]["clean"]],
+                           "robust": doc["metrics"][doc["headline"]["robust"]]}
+    if published is None:
+        return {**out, "published": None}
+    n = doc["n"]
+    mine, theirs = doc["per_example"], published["per_example"]
+    agree = sum(a == b for a, b in zip(mine["robust"], theirs["robust"][:n]))
+    agree_clean = sum(a == b for a, b in zip(mine["clean"], theirs["clean"][:n]))
+    return {**out, "published": {
+        "n": published["n"],
+        "clean": published["metrics"][published["headline"]["clean"]],
+        "robust": published["metrics"][published["headline"]["robust"]],
+        # the published outcomes on the same n examples (accuracy: the share robust)
+        "robust_accuracy_same_examples": theirs["robust"][:n].count("1") / n,
+        "robust_accuracy_ours": mine["robust"].count("1") / n,
+        "robust_agree": agree, "clean_agree": agree_clean,
+    }}
+
+
+def _run_job(job: Job, results: str, seed: int, device: str | None, zoo: str | None) -> dict[str, Any]:
+    """One worker: evaluate one published checkpoint; returns the comparison (runs in a child process)."""
+    import torch
+
+    torch.set_num_threads(1)
+    from bench.pipeline import eval_track
+    from bench.tracks import get_track
+    from bench.zoo import load_model, zoo_path
+
+    track = get_track(job.track)
+    load_model(f"{job.track}/{job.defense}", root=zoo)  # refuses weights whose sha256 differs from the result's
+    t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+    path = eval_track(track, zoo_path(track.id, track.model, job.defense, zoo), seed=seed, results=results,
+                      n=job.n, device=device, eps_sweep=False, progress=False, flags=False)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    doc = json.loads(Path(path).read_text())
+    return {"track": job.track, "defense": job.defense, "path": str(path),
+            "seconds": time.perf_counter() - t0, "cpu_seconds": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),
+            **compare(doc, published_result(track, job.defense))}
+
+
+def reproduce(tracks, *, results: str | Path = USER_RESULTS, seed: int = 0, device: str | None = None,
+              workers: int | None = None, zoo: str | Path | None = None,
+              log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Evaluate every published checkpoint of ``tracks`` (see the module docstring); returns one row each."""
+    if Path(results).resolve() == (Path(__file__).resolve().parents[1] / PUBLISHED_RESULTS).resolve():
+        raise UserError("refusing to write a reproduction over the published results: pick another --results")
+    jobs = jobs_for(tracks, zoo)
+    if not jobs:
+        raise UserError("no published checkpoints for these tracks under zoo/")
+    workers = max(1, min(workers or (os.cpu_count() or 1), len(jobs)))
+    log(f"re-evaluating {len(jobs)} published checkpoints with the official suites on {workers} worker(s) "
+        f"(--train retrains instead)")
+    rows = []
+    if workers == 1:
+        for j in jobs:
+            rows.append(_run_job(j, str(results), seed, device, None if zoo is None else str(zoo)))
+            log(summary_line(rows[-1]))
+        return rows
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futs = [pool.submit(_run_job, j, str(results), seed, device, None if zoo is None else str(zoo)) for j in jobs]
+        for f in as_completed(futs):
+            rows.append(f.result())
+            log(summary_line(rows[-1]))
+    order = {(j.track, j.defense): i for i, j in enumerate(jobs)}
+    return sorted(rows, key=lambda r: order[(r["track"], r["defense"])])
+
+
+def summary_line(row: dict[str, Any]) -> str:
+    p = row.get("published")
+    head = f"[{row['track']}] {row['defense']}: n={row['n']} clean {row['clean']:.3f} robust {row['robust']:.3f}"
+    if not p:
+        return head + " (no published result to compare)"
+    same = "" if row.get("metric") == "wer" else \
+        f"; published on the same examples {p['robust_accuracy_same_examples']:.3f}"
+    return (head + same + f", per-example outcomes agree {p['robust_agree']}/{row['n']}; published on n={p['n']}: robust {p['robust']:.3f} "
+            f"({row['seconds']:.0f} s)")
