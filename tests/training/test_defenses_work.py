@@ -48,7 +48,8 @@ def reduced_suite(track: Track, cuts: dict[str, dict]) -> list[AttackSpec]:
 
 def train_config(track: Track, seed: int, **over) -> TrainConfig:
     """The track's training budget (optimizer, schedule, clip, ...) with some fields overridden."""
-    spec = {f.name: getattr(track.train, f.name) for f in fields(track.train) if f.name != "recipe_params"}
+    known = {f.name for f in fields(TrainConfig)}  # TrainSpec also carries per-recipe tables (params, epochs)
+    spec = {f.name: getattr(track.train, f.name) for f in fields(track.train) if f.name in known}
     return TrainConfig(**{**spec, **over, "seed": seed})
 
 
