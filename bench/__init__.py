@@ -5,7 +5,8 @@ The Python API a user scripts against (cf. RobustBench's ``load_model``)::
     import bench
     track = bench.get_track("image-mnist5k-linf-0.3")
     x, y = track.test_data()
-    model = bench.load_model("image-mnist5k-linf-0.3/pgd-at")   # a published checkpoint (zoo/)
+    model = bench.load_model("zoo:image-mnist5k-linf-0.3/pgd-at")   # a published checkpoint (zoo/)
+    # or "hf:<repo-or-folder>", "timm:<name>", "torchvision:<name>", "robustbench:...", "module:object"
     report = bench.evaluate(model, x, y, track.threat, suite=track.suite)
     print(report.metrics()["robust_accuracy"])
 """
@@ -22,7 +23,7 @@ from bench.suites import AttackSpec
 from bench.task import Context, TaskModel
 from bench.threat import ThreatModel
 from bench.tracks import Track, get_track
-from bench.zoo import load_model
+from bench.resolve import load_model
 
 __version__ = package_version()
 

@@ -23,6 +23,8 @@ EXAMPLES = """examples:
   xrobust run image-mnist5k-linf-0.3 --recipes erm,pgd-at
   xrobust train --track image-mnist5k-linf-0.3 --recipe pgd-at --epochs 10
   xrobust eval --track image-mnist5k-linf-0.3 --checkpoint runs/image-mnist5k-linf-0.3/pgd-at-s0/model.safetensors
+  xrobust eval --track image-mnist5k-linf-0.3 --model zoo:image-mnist5k-linf-0.3/pgd-at --batch-size 100
+  xrobust zoo ls                                      # the published checkpoints and their numbers
   xrobust ls tracks
   xrobust validate results/
   xrobust submit my-result.json --checkpoint runs/.../model.safetensors
@@ -217,7 +219,12 @@ cmd_train.add_arguments = _args_train
 
 def _args_eval(p):
     p.add_argument("--track", required=True)
-    p.add_argument("--checkpoint", required=True)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", help="a checkpoint (.safetensors + .json) trained for the track")
+    which.add_argument("--model", metavar="SPEC",
+                       help="a model by name: zoo:<track>/<defense>, hf:<repo-or-folder>, timm:<name>[@file], "
+                            "torchvision:<name>[@file], robustbench:<dataset>/<threat>/<name>, module:object")
+    p.add_argument("--batch-size", type=int, default=None, help="examples per batch (default: the track's)")
     p.add_argument("--suite", default=None, help="a registered suite name (default: the track's)")
     p.add_argument("--n", type=int, default=None)
     p.add_argument("--no-sweep", action="store_true")
@@ -239,7 +246,9 @@ def cmd_eval(args) -> int:
         from bench.registry import SUITES
 
         SUITES.get(args.suite)
-    if not Path(args.checkpoint).exists():
+    if args.model and args.publish:
+        raise UserError("--publish copies a --checkpoint into zoo/; a --model is evaluated where it is")
+    if args.checkpoint and not Path(args.checkpoint).exists():
         raise UserError(f"checkpoint not found: {args.checkpoint}")
     checkpoint = args.checkpoint
     if args.publish:
@@ -247,9 +256,10 @@ def cmd_eval(args) -> int:
 
         checkpoint = publish(checkpoint, track)
         _log(f"[{track.id}] published {checkpoint}")
-    path = eval_track(track, checkpoint, suite=args.suite, seed=args.seed, results=args.results, n=args.n,
-                      device=args.device, eps_sweep=not args.no_sweep, progress=not args.quiet, out=args.out,
-                      flags=not args.no_flags, cascade=args.cascade, compile=args.compile)
+    path = eval_track(track, checkpoint, model_spec=args.model, suite=args.suite, seed=args.seed,
+                      results=args.results, n=args.n, device=args.device, eps_sweep=not args.no_sweep,
+                      progress=not args.quiet, out=args.out, flags=not args.no_flags, cascade=args.cascade,
+                      compile=args.compile, batch_size=args.batch_size)
     doc = json.loads(Path(path).read_text())
     _log(_headline(doc))
     for name, acc in doc["metrics"]["per_attack"].items():
@@ -357,6 +367,26 @@ def cmd_ls(args) -> int:
 cmd_ls.add_arguments = _args_ls
 
 
+def _args_zoo(p):
+    p.add_argument("action", choices=("ls",), help="ls: every published checkpoint with its published numbers")
+    p.add_argument("--zoo", default=None, help="zoo root (default: the repository's zoo/ or $XROBUST_ZOO)")
+    p.add_argument("--results", default=None, help="published results (default: results/ beside the zoo)")
+
+
+def cmd_zoo(args) -> int:
+    from bench.zoo import catalog
+
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    print(f"{'spec':48s} {'model':12s} {'defense':10s} {'clean':>6s} {'robust':>6s}  metric")
+    for r in catalog(args.zoo, args.results):
+        print(f"{r['spec']:48s} {r['model']:12s} {r['defense']:10s} {fmt(r['clean']):>6s} {fmt(r['robust']):>6s}  "
+              f"{r['metric'] or 'no published result'}")
+    return 0
+
+
+cmd_zoo.add_arguments = _args_zoo
+
+
 def _args_validate(p):
     p.add_argument("paths", nargs="+", help="result files or folders")
     p.add_argument("--no-path-check", dest="check_path", action="store_false",
@@ -432,8 +462,9 @@ cmd_data.add_arguments = _args_data
 
 for _name, _help, _fn in (("run", "train + evaluate recipes on a track (or 'quick')", cmd_run),
                           ("train", "train one recipe on a track", cmd_train),
-                          ("eval", "evaluate a checkpoint on a track, write the result file", cmd_eval),
+                          ("eval", "evaluate a checkpoint or a model by name on a track, write the result file", cmd_eval),
                           ("ls", "list tracks, recipes, attacks, models, datasets, ...", cmd_ls),
+                          ("zoo", "list the published checkpoints (zoo:<track>/<defense>) and their numbers", cmd_zoo),
                           ("validate", "check result files against the schema and consistency rules", cmd_validate),
                           ("submit", "validate a result file and place it under results/", cmd_submit),
                           ("data", "fetch a dataset into the cache", cmd_data),

@@ -205,40 +205,69 @@ def result_document(track: Track, report: EvalReport, *, model: str, defense: st
     return doc
 
 
-def eval_track(track: Track, checkpoint: str | Path, *, suite: Any = None, seed: int = 0,
-               results: str | Path = USER_RESULTS, n: int | None = None, device: str | None = None,
-               eps_sweep: bool = True, progress: bool = True, out: str | Path | None = None,
-               flags: bool = True, cascade: bool | None = None, compile: str | None = None) -> Path:
-    """Evaluate a checkpoint on the track's fixed subset and write the result file atomically."""
-    git = git_state()  # the code that makes the number: taken before anything runs
-    ckpt_config = read_checkpoint_config(checkpoint)
-    if ckpt_config.get("model") != track.model:
-        raise UserError(f"checkpoint model {ckpt_config.get('model')!r} is not the track's model {track.model!r}")
-    dev = pick_device(device)
-    model = load_checkpoint(checkpoint, device=dev)
-    if compile:
-        from bench.task import compile_model
+def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec: str | None = None,
+               suite: Any = None, seed: int = 0, results: str | Path = USER_RESULTS, n: int | None = None,
+               device: str | None = None, eps_sweep: bool = True, progress: bool = True,
+               out: str | Path | None = None, flags: bool = True, cascade: bool | None = None,
+               compile: str | None = None, batch_size: int | None = None) -> Path:
+    """Evaluate a checkpoint, or a model named by the resolver (``model_spec``, :mod:`bench.resolve`), on
+    the track's fixed subset and write the result file atomically.
 
-        compile_model(model, compile)
+    The model is checked to fit the track (:func:`bench.resolve.check_compatible`) before any attack.
+    ``batch_size`` (default: the track's ``eval_batch_size``) only bounds memory: outcomes are seeded
+    per example, so the result does not depend on it.
+    """
+    from bench.resolve import check_compatible, check_requirements, resolve
+
+    git = git_state()  # the code that makes the number: taken before anything runs
+    if (checkpoint is None) == (model_spec is None):
+        raise UserError("evaluate either a checkpoint or a model spec, not both or neither")
     if n is not None:
         if n < 1:
             raise UserError(f"--n must be >= 1, got {n}")
         track = replace(track, n_eval=n)
+    if batch_size is not None and batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {batch_size}")
+    bs = batch_size or track.eval_batch_size
+    if checkpoint is not None:
+        ckpt_config = read_checkpoint_config(checkpoint)
+        if ckpt_config.get("model") != track.model:
+            raise UserError(f"checkpoint model {ckpt_config.get('model')!r} is not the track's model {track.model!r}")
+    dev = pick_device(device)
     data, idx = track.eval_data()
+    if checkpoint is not None:
+        model = load_checkpoint(checkpoint, device=dev)
+        weights = Path(checkpoint)
+        weights = weights / "model.safetensors" if weights.is_dir() else weights.with_suffix(".safetensors")
+        ckpt_sha = sha256_file(weights)
+        model_id, defense = track.model, ckpt_config["recipe"]
+        partial = weights.with_name(weights.stem + f".eval-{track.threat.id}.partial.json")
+    else:
+        model = resolve(model_spec, device=dev, hints=data.meta)
+        src = model.source
+        ckpt_config = {**dict(src.config), "model_spec": src.spec}
+        ckpt_sha, model_id, defense = src.sha256, src.model_id, src.defense
+        # beside the results (not a .json, so never read as one), since a hub model has no folder of its own
+        partial = Path(results) / ".partial" / f"{track.id}__{model_id}__{defense}.eval-{track.threat.id}.partial"
+    if compile:
+        from bench.task import compile_model
+
+        compile_model(model, compile)
+    name = model_spec or str(checkpoint)
+    check_requirements(model, track, data.meta, name)
     data = prepare(model, data)
+    check_compatible(model, track, data, dev, name)
     suite = suite if suite is not None else track.suite
     t0 = time.perf_counter()
-    weights = Path(checkpoint)
-    weights = weights / "model.safetensors" if weights.is_dir() else weights.with_suffix(".safetensors")
-    ckpt_sha = sha256_file(weights)
-    partial = weights.with_name(weights.stem + f".eval-{track.threat.id}.partial.json")
-    report = evaluate(model, data.inputs, data.y, track.threat, suite, batch_size=track.eval_batch_size,
+    report = evaluate(model, data.inputs, data.y, track.threat, suite, batch_size=bs,
                       cascade=track.cascade if cascade is None else cascade, seed=seed, device=dev, index=idx,
                       progress=progress, resume_file=partial, resume_key=f"{ckpt_sha}/{track.id}", flags=False)
-    sweep = _sweep(model, data.inputs, data.y, idx, track, track.sweep_suite or suite, seed, dev,
-                   headline=report) if eps_sweep and track.eps_sweep else None
+    if model_spec is not None and partial.parent.is_dir() and not any(partial.parent.iterdir()):
+        partial.parent.rmdir()  # the finished evaluation removed its partial file
+    sweep = _sweep(model, data.inputs, data.y, idx, replace(track, eval_batch_size=bs), track.sweep_suite or suite,
+                   seed, dev, headline=report) if eps_sweep and track.eps_sweep else None
     flag_doc = compute_flags(model, data.inputs, data.y, track.threat, report, eps_sweep=sweep, device=dev,
-                             index=idx, seed=seed, batch_size=track.eval_batch_size) if flags else {}
+                             index=idx, seed=seed, batch_size=bs) if flags else {}
     seconds = time.perf_counter() - t0
     from bench.evaluate import _rank_world
 
@@ -246,7 +275,7 @@ def eval_track(track: Track, checkpoint: str | Path, *, suite: Any = None, seed:
         return Path(out) if out else Path(results)  # only rank 0 writes results
     hook = getattr(model, "extra_metrics", None)  # e.g. WER for ASR, keyword-only accuracy for KWS
     extra = hook(report, data.y) if callable(hook) else None
-    doc = result_document(track, report, model=track.model, defense=ckpt_config["recipe"], seed=seed,
+    doc = result_document(track, report, model=model_id, defense=defense, seed=seed,
                           ckpt_config=ckpt_config, checkpoint_sha256=ckpt_sha,
                           eval_seconds=seconds, device=dev, eps_sweep=sweep, flags=flag_doc, extra_metrics=extra,
                           git=git)

@@ -1,11 +1,12 @@
 """One generic registry for everything that is looked up by name.
 
-Datasets, models, attacks, losses, recipes, suites, tracks and domains all
-live in a :class:`Registry`. Entries are added with a decorator, or lazily
-as ``"module:object"`` strings so that plug-ins (and domains) are imported
-only when first used. A name of the form ``"pkg.mod:Obj"`` that is not
-registered is imported on the fly, which is how a third-party recipe such as
-``--recipe mypkg.mod:MyRecipe`` plugs in without any edit here.
+Datasets, models, attacks, losses, recipes, suites, tracks, domains and the
+model resolver's schemes all live in a :class:`Registry`. Entries are added
+with a decorator, or lazily as ``"module:object"`` strings so that plug-ins
+(and domains) are imported only when first used. A name of the form
+``"pkg.mod:Obj"`` that is not registered is imported on the fly, which is how
+a third-party recipe such as ``--recipe mypkg.mod:MyRecipe`` plugs in without
+any edit here.
 
 Domains are found through the ``xrobust.domains`` entry-point group
 (see ``pyproject.toml``); :func:`load_domains` imports them once, and every
@@ -129,5 +130,9 @@ LOSSES: Registry = Registry("loss")
 SUITES: Registry = Registry("suite")
 RECIPES: Registry = Registry("recipe")
 TRACKS: Registry = Registry("track")
+#: model resolver schemes (``zoo``, ``hf``, ``timm``, ...): ``scheme:reference`` -> a TaskModel (bench.resolve)
+SCHEMES: Registry = Registry("model scheme")
+#: Hugging Face task kinds the ``hf:`` scheme can wrap (image/audio classification, CTC, text), by domains
+HF_TASKS: Registry = Registry("Hugging Face task")
 
 Factory = Callable[..., T]

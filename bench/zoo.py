@@ -4,7 +4,7 @@ Every result file under ``results/`` names the sha256 of the weights it evaluate
 themselves are published here beside it, so anyone can re-evaluate a published number
 (RobustBench's ``load_model`` + ``benchmark``):
 
-    model = bench.load_model("image-mnist5k-linf-0.3/pgd-at")
+    model = bench.load_model("zoo:image-mnist5k-linf-0.3/pgd-at")   # or the bare "<track>/<defense>"
 
 The zoo root is the repository's ``zoo/`` (or ``$XROBUST_ZOO``). A checkpoint whose published
 result names another sha256 is refused: the weights would not be the ones measured.
@@ -71,9 +71,8 @@ def _published_sha(track, defense: str, results: str | Path | None) -> str | Non
         return None
 
 
-def load_model(name: str, device: str = "cpu", root: str | Path | None = None,
-               results: str | Path | None = None):
-    """The published checkpoint ``<track>/<defense>`` as a ready :class:`~bench.task.TaskModel` (eval mode).
+def checked_path(name: str, root: str | Path | None = None, results: str | Path | None = None) -> Path:
+    """The weights of the published checkpoint ``<track>/<defense>``, after the sha256 check.
 
     The sha256 of the weights is checked against the published result of the same
     (track, model, defense) under ``results`` (default: the ``results/`` beside the zoo)
@@ -96,4 +95,38 @@ def load_model(name: str, device: str = "cpu", root: str | Path | None = None,
         got = sha256_file(path)
         if got != want:
             raise UserError(f"{path}: sha256 {got[:12]}... differs from the published result's {want[:12]}...")
-    return load_checkpoint(path, device=device).eval()
+    return path
+
+
+def load_model(name: str, device: str = "cpu", root: str | Path | None = None,
+               results: str | Path | None = None):
+    """The published checkpoint ``<track>/<defense>`` as a ready :class:`~bench.task.TaskModel` (eval mode),
+    sha256-checked (:func:`checked_path`). ``bench.load_model`` resolves every scheme (``zoo:`` included)."""
+    return load_checkpoint(checked_path(name, root, results), device=device).eval()
+
+
+def catalog(root: str | Path | None = None, results: str | Path | None = None) -> list[dict]:
+    """One row per published checkpoint: ``spec`` (``zoo:<track>/<defense>``), track, model, defense, and the
+    published result's headline ``metric``, ``clean`` and ``robust`` numbers (``None`` without a result file)."""
+    from bench.results import result_path
+    from bench.tracks import get_track
+
+    base = Path(root or zoo_root())
+    res = Path(results) if results is not None else base.parent / "results"
+    rows = []
+    for p in sorted(base.glob("*/*.safetensors")):
+        model, _, defense = p.stem.partition("__")
+        row = {"spec": f"zoo:{p.parent.name}/{defense}", "track": p.parent.name, "model": model,
+               "defense": defense, "metric": None, "clean": None, "robust": None}
+        try:
+            track = get_track(p.parent.name)
+            doc = json.loads(result_path(res, {"domain": track.domain, "dataset": track.dataset,
+                                               "threat": track.threat.to_dict(), "model": model,
+                                               "defense": defense}).read_text())
+            head = doc["headline"]
+            row.update(metric=head["robust"], clean=doc["metrics"][head["clean"]],
+                       robust=doc["metrics"][head["robust"]])
+        except (UserError, OSError, ValueError, KeyError, TypeError):
+            pass  # a checkpoint without a (readable) published result is still listed
+        rows.append(row)
+    return rows

