@@ -1,4 +1,4 @@
-"""The ``xrobust`` command line: run | train | eval | ls | validate | submit | data (+ plug-in verbs).
+"""The ``xrobust`` command line: run | train | eval | ls | validate | submit | export | data (+ plug-in verbs).
 
 Bad input gives one line on stderr and exit code 2, never a traceback and
 never a partial result file. Verbs from other packages (the leaderboard, perf)
@@ -28,6 +28,8 @@ EXAMPLES = """examples:
   xrobust ls tracks
   xrobust validate results/
   xrobust submit my-result.json --checkpoint runs/.../model.safetensors
+  xrobust submit my-result.json --card card.json --venue "ICLR 2018"   # attach a model card (fields or a file)
+  xrobust export --format robustbench results/image/mnist5k/linf-0.3/smallcnn__pgd-at.json --out info.json
   xrobust perf --track image-mnist5k-linf-0.3 --checkpoint runs/image-mnist5k-linf-0.3/pgd-at-s0/model.safetensors
   xrobust perf --training --track image-mnist5k-linf-0.3
   xrobust leaderboard
@@ -429,16 +431,58 @@ def _args_submit(p):
     p.add_argument("--checkpoint", default=None, help="the evaluated checkpoint; its sha256 is recomputed and checked")
     p.add_argument("--results", default="results", help="results root (default: results/)")
     p.add_argument("--replace", action="store_true", help="overwrite an existing result at the canonical path")
+    card = p.add_argument_group("model card (merged over the file's card; see bench/cards.py)")
+    card.add_argument("--card", default=None, metavar="CARD.json", help="a JSON card; the options below override it")
+    card.add_argument("--paper", default=None, help="title of the paper that describes the defense")
+    card.add_argument("--paper-url", default=None, help="https:// link to the paper")
+    card.add_argument("--venue", default=None, help="e.g. 'ICLR 2018', 'arXiv 2024', 'unpublished'")
+    card.add_argument("--architecture", default=None, help="e.g. SmallCNN, WideResNet-28-10")
+    card.add_argument("--extra-data", default=None, help="training data beyond the track's: no, yes, or a description")
+    card.add_argument("--license", default=None, help="license of the weights, e.g. MIT")
+    card.add_argument("--checkpoint-url", default=None,
+                      help="where others get the weights: an https:// URL or zoo:<track>/<defense> "
+                           "(--checkpoint is the local file whose sha256 is checked)")
+    card.add_argument("--authors", default=None, help="comma-separated author names")
+    card.add_argument("--reported", type=float, default=None, metavar="FRACTION",
+                      help="the robust accuracy the paper reports, in [0, 1]")
 
 
 def cmd_submit(args) -> int:
+    from bench.cards import card_from_options
     from bench.results import submit_result
 
-    print(submit_result(args.file, args.results, checkpoint=args.checkpoint, replace=args.replace))
+    card = card_from_options(args.card, paper=args.paper, paper_url=args.paper_url, venue=args.venue,
+                             architecture=args.architecture, extra_data=args.extra_data, license=args.license,
+                             checkpoint=args.checkpoint_url, authors=args.authors,
+                             reported_robust_accuracy=args.reported)
+    print(submit_result(args.file, args.results, checkpoint=args.checkpoint, replace=args.replace, card=card))
     return 0
 
 
 cmd_submit.add_arguments = _args_submit
+
+
+def _args_export(p):
+    p.add_argument("file", help="a result file")
+    p.add_argument("--format", default="robustbench", choices=("robustbench",),
+                   help="robustbench: its model_info JSON (image Linf/L2, AutoAttack-standard cascade only)")
+    p.add_argument("--out", default=None, help="write here (atomically) instead of stdout")
+
+
+def cmd_export(args) -> int:
+    from bench.checkpoint import atomic_write_bytes
+    from bench.export import dumps, export_result
+
+    text = dumps(export_result(args.file, args.format))
+    if args.out:
+        atomic_write_bytes(Path(args.out), text.encode())
+        print(args.out)
+    else:
+        print(text, end="")
+    return 0
+
+
+cmd_export.add_arguments = _args_export
 
 
 def _args_data(p):
@@ -466,7 +510,10 @@ for _name, _help, _fn in (("run", "train + evaluate recipes on a track (or 'quic
                           ("ls", "list tracks, recipes, attacks, models, datasets, ...", cmd_ls),
                           ("zoo", "list the published checkpoints (zoo:<track>/<defense>) and their numbers", cmd_zoo),
                           ("validate", "check result files against the schema and consistency rules", cmd_validate),
-                          ("submit", "validate a result file and place it under results/", cmd_submit),
+                          ("submit", "validate a result file, attach a model card, place it under results/",
+                           cmd_submit),
+                          ("export", "write a result in another benchmark's format (RobustBench model_info)",
+                           cmd_export),
                           ("data", "fetch a dataset into the cache", cmd_data),
                           ("perf", "time our attacks against the gradient limit and the peers", cmd_perf)):
     command(_name, _help)(_fn)

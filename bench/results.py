@@ -212,14 +212,16 @@ def load_result(path: str | Path) -> dict[str, Any]:
 
 
 def submit_result(source: str | Path, root: str | Path = "results", *, checkpoint: str | Path | None = None,
-                  replace: bool = False) -> Path:
+                  replace: bool = False, card: dict[str, Any] | None = None) -> Path:
     """Validate a result file and place it at its canonical path under ``root``.
 
     With ``checkpoint``, its sha256 is recomputed: it must equal
     ``provenance.checkpoint_sha256`` when the file names one, and is filled in
-    when the file leaves it null. Refuses ids that would leave ``root``, an
-    existing file unless ``replace``, and never leaves a partial file (the
-    write is a temp file + rename). Returns the placed path.
+    when the file leaves it null. With ``card``, its fields are merged over the
+    file's model card (:func:`bench.cards.attach_card`). Refuses ids that would
+    leave ``root``, an existing other file unless ``replace`` (the source itself
+    may be updated in place), and never leaves a partial file (the write is a
+    temp file + rename). Returns the placed path.
     """
     src = Path(source)
     doc = read_json(src)
@@ -243,11 +245,15 @@ def submit_result(source: str | Path, root: str | Path = "results", *, checkpoin
             raise UserError(f"checkpoint sha256 {digest[:12]}... does not match the result's "
                             f"provenance.checkpoint_sha256 {claimed[:12]}...")
         doc["provenance"]["checkpoint_sha256"] = digest
+    if card:
+        from bench.cards import attach_card
+
+        doc = attach_card(doc, card)
     root_dir = Path(root).resolve()
     target = result_path(root, doc)
     if not target.resolve().is_relative_to(root_dir):  # e.g. a symlinked folder pointing outside
         raise UserError(f"refusing to submit: {target} resolves outside {root}")
-    if target.exists() and not replace:
+    if target.exists() and not replace and target.resolve() != src.resolve():
         raise UserError(f"{target} exists; pass --replace to overwrite it")
     return write_result(doc, path=target)
 

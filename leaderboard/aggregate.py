@@ -26,6 +26,7 @@ BASE_COLUMNS = [
 ]
 TAIL_COLUMNS = [
     "headline", "clean_accuracy", "robust_accuracy", "clean_wer", "robust_wer",
+    "paper", "paper_url", "venue",
     "train_seconds", "eval_seconds", "train_epochs", "official", "flags", "flag_details", "eps_sweep", "sweep_metric",
     "attack_metric",
     "version", "commit", "seed", "checkpoint_sha256", "device", "torch_version", "timestamp", "config_hash", "path",
@@ -103,6 +104,7 @@ def _num(v: Any) -> float:
 def row_of(doc: dict[str, Any], rel_path: str) -> dict[str, Any]:
     """The flat leaderboard row of one (valid) result document."""
     m, cost, prov = doc["metrics"], doc["cost"], doc["provenance"]
+    card = doc.get("card") or {}  # the model card (bench.cards), when the submitter attached one
     metric = metric_of(doc)
     wer = metric == "wer"
     head = doc.get("headline") or track_headline(doc)  # e.g. keyword-only accuracy for KWS
@@ -127,6 +129,7 @@ def row_of(doc: dict[str, Any], rel_path: str) -> dict[str, Any]:
         "headline": head["robust"] if head else ("robust_wer" if wer else "robust_accuracy"),
         "clean_accuracy": float(m["clean_accuracy"]), "robust_accuracy": float(m["robust_accuracy"]),
         "clean_wer": _num(m.get("clean_wer")), "robust_wer": _num(m.get("robust_wer")),
+        "paper": card.get("paper"), "paper_url": card.get("paper_url"), "venue": card.get("venue"),
         "train_seconds": float(cost["train_seconds"]), "eval_seconds": float(cost["eval_seconds"]),
         "train_epochs": _num(cost.get("train_epochs")),
         "official": UNOFFICIAL not in flag_doc,

@@ -35,6 +35,25 @@ def seconds(v: float) -> str:
     return f"{v:.0f}" if v >= 10 else f"{v:.1f}"
 
 
+#: a link target the leaderboard renders: http(s), and none of the characters that end a Markdown link or an
+#: HTML attribute (the schema asks the same of a card's paper_url; checked again here because it is output)
+_SAFE_URL = re.compile(r"^https?://[^\s<>\"'`()\[\]{}|\\^]+$")
+
+
+def safe_url(url) -> str | None:
+    """``url`` when it is a plain http(s) link that is safe to put in a Markdown or HTML link, else None."""
+    return url if isinstance(url, str) and _SAFE_URL.match(url) else None
+
+
+def model_cell(r: dict) -> str:
+    """The model column: the model id, then the card's venue linked to its paper when the result has a card."""
+    cell = md(r["model"])
+    venue, url = r.get("venue"), safe_url(r.get("paper_url"))
+    if isinstance(venue, str) and venue:
+        cell += f" ([{md(venue)}]({url}))" if url else f" ({md(venue)})"
+    return cell
+
+
 #: marks a cross-domain cell whose result was evaluated with another suite than its track's official one
 UNOFFICIAL_MARK = " †"
 
@@ -89,7 +108,7 @@ def track_markdown(df: pd.DataFrame, track: str) -> str:
         + [md(a.split(":", 1)[1]) + attack_unit(sub) for a in attacks] + ["train s", "flags"]
     rows = []
     for r in sub.to_dict("records"):
-        rows.append([str(r["rank"]), md(r["model"]), md(r["defense"]), pct(r["clean"]), pct(r["robust"])]
+        rows.append([str(r["rank"]), model_cell(r), md(r["defense"]), pct(r["clean"]), pct(r["robust"])]
                     + [pct(r[a]) for a in attacks] + [seconds(r["train_seconds"]),
                                                       ", ".join(md(f) for f in r["flags"].split(";") if f)])
     return _table(header, rows)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from leaderboard.aggregate import attack_columns, cross_domain, tracks
 from leaderboard.flags import FLAG_EXPLANATIONS
-from leaderboard.markdown import attack_unit, cross_cell, pct, rank_cell, seconds
+from leaderboard.markdown import attack_unit, cross_cell, pct, rank_cell, safe_url, seconds
 
 CSP = ("default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
        "base-uri 'none'; form-action 'none'")
@@ -116,6 +116,18 @@ def badges(flag_details: str) -> str:
     return "".join(out)
 
 
+def model_html(r: dict) -> str:
+    """The model column: the model id, then the card's venue linked to its paper (title on hover) when present."""
+    cell = e(r["model"])
+    venue, url = r.get("venue"), safe_url(r.get("paper_url"))
+    if isinstance(venue, str) and venue:
+        paper = r.get("paper") if isinstance(r.get("paper"), str) else ""
+        inner = e(venue) if url is None else \
+            f'<a class="paper" href="{e(url)}" title="{e(paper)}" rel="noopener noreferrer">{e(venue)}</a>'
+        cell += f" <small>({inner})</small>"
+    return cell
+
+
 def _table(tid: str, header: list[tuple[str, str]], rows: list[str]) -> str:
     ths = "".join(f'<th class="{cls}">{text}</th>' if cls else f"<th>{text}</th>" for text, cls in header)
     return (f'<table id="{tid}" class="sortable"><thead><tr>{ths}</tr></thead><tbody>\n'
@@ -152,8 +164,9 @@ def track_table_html(sub: pd.DataFrame) -> str:
         prov = (f'<span class="prov">v{e(r["version"])} · commit <span title="{e(commit)}">{e(commit[:10]) or "–"}'
                 f'</span> · seed {e(r["seed"])} · ckpt <span title="{e(ck)}">{e(ck[:12]) or "–"}</span>'
                 f' · {e(r["device"])} · {e(r["timestamp"])}</span>')
-        cells = [_td(str(r["rank"]), sort=r["rank"]), _td(r["model"], cls="t"), _td(r["defense"], cls="t"),
-                 _td(pct(r["clean"]), sort=_num_attr(r["clean"])), _td(pct(r["robust"]), sort=_num_attr(r["robust"]))]
+        cells = [_td(str(r["rank"]), sort=r["rank"]), _td(model_html(r), sort=r["model"], cls="t", raw=True),
+                 _td(r["defense"], cls="t"), _td(pct(r["clean"]), sort=_num_attr(r["clean"])),
+                 _td(pct(r["robust"]), sort=_num_attr(r["robust"]))]
         cells += [_td(pct(r[a]), sort=_num_attr(r[a])) for a in attacks]
         cells += [_td(seconds(r["train_seconds"]), sort=_num_attr(r["train_seconds"])),
                   _td(seconds(r["eval_seconds"]), sort=_num_attr(r["eval_seconds"])),
