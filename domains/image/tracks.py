@@ -17,7 +17,7 @@ N_SWEEP = 100
 
 register_track(Track(
     id="image-mnist5k-linf-0.3", domain="image", dataset="mnist5k", model="smallcnn",
-    threat=ThreatModel("linf", 0.3), suite=STANDARD, cascade=True, n_eval=N_MNIST, quick=True, zoo_n=50,
+    threat=ThreatModel("linf", 0.3), suite=STANDARD, cascade=True, n_eval=N_MNIST, quick=True, zoo_n=30,
     recipes=("erm", "fgsm-rs", "pgd-at"),
     train=TrainSpec(epochs=10, batch_size=128, lr=1e-3, optimizer="adam", schedule="cosine",
                     eps_ramp_epochs=3, recipe_params={"pgd-at": {"steps": 7}},

@@ -11,7 +11,7 @@ SWEEP = (0.01, 0.02, 0.05, 0.1)
 
 register_track(Track(
     id="text-rt-emb-l2-0.05", domain="text", dataset="rotten-tomatoes", model="tiny-bert",
-    threat=ThreatModel.from_id("emb-l2-0.05"), suite=TEXT_SUITE, cascade=True, n_eval=300, quick=True, zoo_n=20,
+    threat=ThreatModel.from_id("emb-l2-0.05"), suite=TEXT_SUITE, cascade=True, n_eval=300, quick=True, zoo_n=15,
     recipes=("erm", "freelb", "pgd-at"), model_kwargs={"max_len": 48},
     train=TrainSpec(epochs=2, batch_size=64, lr=1e-3, optimizer="adamw", schedule="cosine", weight_decay=0.01,
                     eps_ramp_epochs=1.0,
