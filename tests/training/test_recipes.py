@@ -199,7 +199,7 @@ def test_perf_training_writes_ratios(tmp_path, capsys):
 
 
 def test_track_recipe_epochs_reach_the_trainer(tmp_path, digits_track):
-    """TrainSpec.recipe_epochs gives one recipe its own nominal epochs (Free-AT on MNIST-5k: 18, the
+    """TrainSpec.recipe_epochs gives one recipe its own nominal epochs (Free-AT on MNIST-5k: 19, the
     others 10); every other recipe keeps the track's, and the checkpoint records what ran."""
     from dataclasses import replace
 
@@ -215,4 +215,4 @@ def test_track_recipe_epochs_reach_the_trainer(tmp_path, digits_track):
     from bench.tracks import get_track
 
     mnist = get_track("image-mnist5k-linf-0.3").train
-    assert mnist.epochs_for("free") == 18 and mnist.epochs_for("pgd-at") == mnist.epochs == 10
+    assert mnist.epochs_for("free") == 19 and mnist.epochs_for("pgd-at") == mnist.epochs == 10
