@@ -1,4 +1,5 @@
-"""The ``xrobust`` command line: run | train | eval | ls | validate | submit | export | data (+ plug-in verbs).
+"""The ``xrobust`` command line: run | train | eval | verify-adv | ls | validate | submit | export | data (+ plug-in
+verbs).
 
 Bad input gives one line on stderr and exit code 2, never a traceback and
 never a partial result file. Verbs from other packages (the leaderboard, perf)
@@ -24,6 +25,8 @@ EXAMPLES = """examples:
   xrobust train --track image-mnist5k-linf-0.3 --recipe pgd-at --epochs 10
   xrobust eval --track image-mnist5k-linf-0.3 --checkpoint runs/image-mnist5k-linf-0.3/pgd-at-s0/model.safetensors
   xrobust eval --track image-mnist5k-linf-0.3 --model zoo:image-mnist5k-linf-0.3/pgd-at --batch-size 100
+  xrobust eval --track image-digits-linf-0.2 --model zoo:... --n 50 --save-adv adv/   # + the adversarial examples
+  xrobust verify-adv adv/ --track image-digits-linf-0.2 --model zoo:...               # re-score them
   xrobust zoo ls                                      # the published checkpoints and their numbers
   xrobust ls tracks
   xrobust validate results/
@@ -237,6 +240,9 @@ def _args_eval(p):
                    help="copy the checkpoint into zoo/<track>/ first and evaluate the published copy")
     _accel(p, training=False)
     p.add_argument("--out", default=None, help="result path (default: the canonical path under --results)")
+    p.add_argument("--save-adv", default=None, metavar="DIR",
+                   help="also write the adversarial examples the worst case kept to DIR (absent or empty): "
+                        "manifest.json, adv.safetensors, adv.jsonl (text), wav/ (speech); see docs/attacks.md")
     _common(p)
 
 
@@ -261,9 +267,11 @@ def cmd_eval(args) -> int:
     path = eval_track(track, checkpoint, model_spec=args.model, suite=args.suite, seed=args.seed,
                       results=args.results, n=args.n, device=args.device, eps_sweep=not args.no_sweep,
                       progress=not args.quiet, out=args.out, flags=not args.no_flags, cascade=args.cascade,
-                      compile=args.compile, batch_size=args.batch_size)
+                      compile=args.compile, batch_size=args.batch_size, save_adv=args.save_adv)
     doc = json.loads(Path(path).read_text())
     _log(_headline(doc))
+    if args.save_adv:
+        _log(f"  adversarial examples -> {args.save_adv}")
     for name, acc in doc["metrics"]["per_attack"].items():
         _log(f"  {name}: {acc:.3f} ({doc['metrics'].get('per_attack_mode', 'alone')})")
     up = [k for k, v in doc.get("flags", {}).items() if v.get("raised")]
@@ -274,6 +282,52 @@ def cmd_eval(args) -> int:
 
 
 cmd_eval.add_arguments = _args_eval
+
+def _args_verify_adv(p):
+    p.add_argument("dir", help="a folder written by xrobust eval --save-adv")
+    p.add_argument("--track", required=True, help="the track whose threat model and suite are the rules")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", help="the checkpoint (.safetensors + .json) the examples claim to fool")
+    which.add_argument("--model", metavar="SPEC", help="the model by name (as for xrobust eval --model)")
+    p.add_argument("--result", default=None, help="a result file whose robust accuracy the examples must reproduce")
+    p.add_argument("--batch-size", type=int, default=None, help="examples per batch (default: the track's)")
+    p.add_argument("--eps", type=float, default=None, help="the --eps the evaluation overrode the track's with")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when present)")
+
+
+def cmd_verify_adv(args) -> int:
+    """Re-score saved adversarial examples; exit 2 with one line naming the first problem."""
+    from bench.adversarial import verify_adversarial
+    from bench.training.loop import pick_device
+
+    track = _track(args.track, args.eps)
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if not Path(args.dir).is_dir():
+        raise UserError(f"not a folder: {args.dir}")
+    dev, sha = pick_device(args.device), None
+    if args.checkpoint:
+        from bench.checkpoint import load_checkpoint, sha256_file
+
+        if not Path(args.checkpoint).exists():
+            raise UserError(f"checkpoint not found: {args.checkpoint}")
+        model = load_checkpoint(args.checkpoint, device=dev)
+        weights = Path(args.checkpoint)
+        sha = sha256_file(weights / "model.safetensors" if weights.is_dir() else weights.with_suffix(".safetensors"))
+    else:
+        from bench.resolve import resolve
+
+        model = resolve(args.model, device=dev, hints=track.eval_data()[0].meta)
+    rep = verify_adversarial(args.dir, model, track, result=args.result, device=dev, batch_size=args.batch_size,
+                             checkpoint_sha256=sha)
+    if not rep.ok:
+        raise UserError(f"{args.dir}: rejected: {rep.summary()}")
+    print(rep.summary())
+    return 0
+
+
+cmd_verify_adv.add_arguments = _args_verify_adv
+
 
 def _args_perf(p):
     p.add_argument("--track", required=True, help="the track whose model and evaluation batch are timed")
@@ -507,6 +561,8 @@ cmd_data.add_arguments = _args_data
 for _name, _help, _fn in (("run", "train + evaluate recipes on a track (or 'quick')", cmd_run),
                           ("train", "train one recipe on a track", cmd_train),
                           ("eval", "evaluate a checkpoint or a model by name on a track, write the result file", cmd_eval),
+                          ("verify-adv", "re-score saved adversarial examples against a model and a track's "
+                                         "threat model", cmd_verify_adv),
                           ("ls", "list tracks, recipes, attacks, models, datasets, ...", cmd_ls),
                           ("zoo", "list the published checkpoints (zoo:<track>/<defense>) and their numbers", cmd_zoo),
                           ("validate", "check result files against the schema and consistency rules", cmd_validate),

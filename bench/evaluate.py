@@ -18,6 +18,11 @@ they enter the same worst case. An attack may define ``stats() -> dict`` of
 numbers (e.g. words changed, queries); they are reported under
 ``metrics["attack_stats"][name]`` and, when no other key has the name, at
 the top level of the metrics.
+
+With ``keep_adv=True`` the report also holds the adversarial examples the
+worst case rests on (:mod:`bench.adversarial`): per example, the input of the
+first attack that raised its errors to their final value. A discrete attack
+must then describe its examples (``describe(x_clean, x_adv) -> list[dict]``).
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench.adversarial.examples import AdvExample, own_shape_corner
 from bench.attacks.base import model_errors
+from bench.errors import UserError
 from bench.data import ArrayData, check_inputs, length, take, to_device
 from bench.suites import AttackSpec, resolve_suite
 from bench.task import TaskModel, as_task_model
@@ -61,6 +68,8 @@ class EvalReport:
     attack_stats: dict[str, dict[str, float]] = field(default_factory=dict)
     #: the sanity flags (:func:`bench.sanity.compute_flags`) when ``evaluate(..., flags=True)``
     flags: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: with ``evaluate(..., keep_adv=True)``: position -> the adversarial example its worst case kept
+    adversarial: dict[int, AdvExample] | None = None
 
     @property
     def n(self) -> int:
@@ -103,19 +112,21 @@ def _rank_world() -> tuple[int, int]:
     return 0, 1
 
 
-def _gather(positions, clean, per, worst, units):
+def _gather(positions, clean, per, worst, units, kept):
     """Combine every rank's share of the per-example outcomes (all ranks get the full arrays)."""
     import torch.distributed as dist
 
     mine = (positions, clean[positions], {k: v[positions] for k, v in per.items()}, worst[positions],
-            units[positions])
+            units[positions], kept)
     shares = [None] * dist.get_world_size()
     dist.all_gather_object(shares, mine)
-    for pos, c, p, w, u in shares:
+    for pos, c, p, w, u, k_ in shares:
         clean[pos], worst[pos], units[pos] = c, w, u
         for k in per:
             per[k][pos] = p[k]
-    return clean, per, worst, units
+        if kept is not None:
+            kept.update(k_)
+    return clean, per, worst, units, kept
 
 
 def _save_partial(path: Path, key: str, done, clean, per, worst, units) -> None:
@@ -143,7 +154,7 @@ def evaluate(model: nn.Module, x: Any, y: Any, threat: ThreatModel, suite: str |
              batch_size: int = 256, cascade: bool = False, seed: int = 0,
              device: str | torch.device | None = None, index: torch.Tensor | None = None,
              progress: bool = False, resume_file: str | Path | None = None,
-             resume_key: str | None = None, flags: bool = True) -> EvalReport:
+             resume_key: str | None = None, flags: bool = True, keep_adv: bool = False) -> EvalReport:
     """Attack ``model`` on ``(x, y)`` with every attack of ``suite`` and keep the worst case.
 
     Args:
@@ -159,6 +170,9 @@ def evaluate(model: nn.Module, x: Any, y: Any, threat: ThreatModel, suite: str |
             same ``resume_key`` skips finished batches. Removed when the evaluation completes.
         flags: run the sanity checks of :mod:`bench.sanity` afterwards (as AutoAttack runs its
             checks) and store them in ``report.flags``; ``False`` skips them.
+        keep_adv: keep the adversarial examples the worst case rests on in ``report.adversarial``
+            (for :func:`bench.adversarial.save_adversarial`); a resume file is then written but
+            never read, since it holds outcomes, not examples.
 
     The model's train/eval mode is restored on return.
 
@@ -171,7 +185,7 @@ def evaluate(model: nn.Module, x: Any, y: Any, threat: ThreatModel, suite: str |
     try:
         report = _evaluate(tm, x, y, threat, suite, batch_size=batch_size, cascade=cascade, seed=seed,
                            device=device, index=index, progress=progress, resume_file=resume_file,
-                           resume_key=resume_key)
+                           resume_key=resume_key, keep_adv=keep_adv)
         if flags:
             from bench.sanity import compute_flags
 
@@ -182,8 +196,29 @@ def evaluate(model: nn.Module, x: Any, y: Any, threat: ThreatModel, suite: str |
         tm.train(was_training)
 
 
+def _keep(kept: dict[int, AdvExample], tm: TaskModel, threat: ThreatModel, name: str, attack, *, xb, pos, gidx,
+          sel, raised, e_att, z, ctx, z_adv, x_adv, device) -> None:
+    """Keep the examples of ``sel`` whose errors this attack raised (``raised``: positions within ``sel``)."""
+    if not len(raised):
+        return
+    records = None
+    if x_adv is not None:
+        records = attack.describe(take(xb, sel[raised].to(device)), take(x_adv, raised.to(device)))
+    for k, j in enumerate(raised.tolist()):
+        i = int(sel[j])
+        ex = AdvExample(position=int(pos[i]), index=int(gidx[pos[i]]), attack=name, errors=float(e_att[i]))
+        if records is not None:
+            ex.record = dict(records[k])
+        else:
+            own, _ = tm.encode(take(xb, torch.tensor([i], device=device)))  # the example's own shape
+            ex.z = own_shape_corner(z_adv[j], tuple(own.shape[1:])).detach().cpu().clone()
+            one = torch.tensor([i], device=device)
+            ex.distance = float(threat.distance(z_adv[j:j + 1], z[one], ctx.select(one))[0])
+        kept[ex.position] = ex
+
+
 def _evaluate(tm: TaskModel, x, y, threat, suite, *, batch_size, cascade, seed, device, index, progress,
-              resume_file, resume_key) -> EvalReport:
+              resume_file, resume_key, keep_adv=False) -> EvalReport:
     specs = resolve_suite(suite)
     if device is None:
         device = next((p.device for p in tm.parameters()), torch.device("cpu"))
@@ -197,6 +232,12 @@ def _evaluate(tm: TaskModel, x, y, threat, suite, *, batch_size, cascade, seed, 
     worst = torch.zeros(n)
     units = torch.zeros(n)
     attacks = [(s.name, s.build(seed)) for s in specs]
+    kept: dict[int, AdvExample] | None = {} if keep_adv else None
+    if keep_adv:
+        for name, attack in attacks:
+            if getattr(attack, "discrete", False) and not callable(getattr(attack, "describe", None)):
+                raise UserError(f"attack {name!r} is discrete but cannot describe its examples (describe()), "
+                                "so they cannot be kept")
     secs = {s.name: 0.0 for s in specs}
     t0 = time.perf_counter()
     rank, world = _rank_world()
@@ -206,7 +247,7 @@ def _evaluate(tm: TaskModel, x, y, threat, suite, *, batch_size, cascade, seed, 
                       "n": n, "cascade": cascade, "rank": rank, "world": world, "bs": batch_size}, sort_keys=True)
     resume_path = Path(f"{resume_file}.rank{rank}") if resume_file is not None and world > 1 else \
         (Path(resume_file) if resume_file is not None else None)
-    if resume_path is not None and resume_path.exists():
+    if resume_path is not None and resume_path.exists() and not keep_adv:
         saved = _load_partial(resume_path, key)
         if saved is not None:
             done = set(saved["done"])
@@ -241,6 +282,7 @@ def _evaluate(tm: TaskModel, x, y, threat, suite, *, batch_size, cascade, seed, 
             if len(sel):
                 t = time.perf_counter()
                 sel_d = sel.to(device)
+                x_adv = None
                 if getattr(attack, "discrete", False):
                     x_adv = to_device(attack.run_inputs(tm, take(xb, sel_d), take(yb, sel_d)), device)
                     z_adv, ctx_adv = tm.encode(x_adv)
@@ -249,6 +291,10 @@ def _evaluate(tm: TaskModel, x, y, threat, suite, *, batch_size, cascade, seed, 
                     z_adv = attack.run(tm, z[sel_d], ctx.select(sel_d), take(yb, sel_d), threat)
                     out_adv = tm(z_adv, ctx.select(sel_d))
                 e_att[sel] = torch.maximum(e_clean[sel], model_errors(tm, out_adv, take(yb, sel_d)).float().cpu())
+                if kept is not None:  # the first attack that raised the errors to their final value
+                    raised = (e_att[sel] > e_worst[sel]).nonzero().squeeze(1)
+                    _keep(kept, tm, threat, name, attack, xb=xb, pos=pos, gidx=gidx, sel=sel, raised=raised,
+                          e_att=e_att, z=z, ctx=ctx, z_adv=z_adv, x_adv=x_adv, device=device)
                 secs[name] += time.perf_counter() - t
             per[name][pos] = torch.maximum(e_att, e_worst) if cascade else e_att
             e_worst = torch.maximum(e_worst, e_att)
@@ -261,14 +307,17 @@ def _evaluate(tm: TaskModel, x, y, threat, suite, *, batch_size, cascade, seed, 
     if bar is not None:
         bar.close()
     if world > 1:
-        clean, per, worst, units = _gather(positions, clean, per, worst, units)
+        clean, per, worst, units, kept = _gather(positions, clean, per, worst, units, kept)
     if resume_path is not None and resume_path.exists():
         resume_path.unlink()
     notes = sorted({note for _, a in attacks for note in getattr(a, "notes", ())})
     stats = {name: {k: float(v) for k, v in attack.stats().items()}
              for name, attack in attacks if callable(getattr(attack, "stats", None))}
-    return EvalReport(threat, specs, clean, per, worst, units, cascade, time.perf_counter() - t0, secs, notes,
-                      stats)
+    report = EvalReport(threat, specs, clean, per, worst, units, cascade, time.perf_counter() - t0, secs, notes,
+                        stats)
+    if kept is not None:
+        report.adversarial = dict(sorted(kept.items()))
+    return report
 
 
 def evaluate_union(model: nn.Module, x: Any, y: Any, threats: list[ThreatModel], suite: str | list = "pgd",

@@ -112,7 +112,9 @@ def _sweep(model, x, y, idx, track: Track, suite, seed: int, device, headline: E
     broken at one eps is broken at every larger eps (the smaller ball lies inside the larger one),
     so it is not attacked again, and the curve is monotone by construction. The headline eps
     reuses the headline outcome when the suite is the headline's; examples broken at a smaller
-    sweep eps are then also counted as broken in the headline report itself (with a note).
+    sweep eps are then also counted as broken in the headline report itself (with a note), and
+    when the headline keeps its adversarial examples, the example found at the smaller eps is kept
+    for them (it lies inside the headline ball too).
     """
     from bench.data import length, take
     from bench.evaluate import _binary
@@ -126,6 +128,8 @@ def _sweep(model, x, y, idx, track: Track, suite, seed: int, device, headline: E
     clean, units = headline.clean_errors[:n], headline.units[:n]
     smaller_first = sorted(track.eps_sweep, reverse=track.threat.scale == "snr-db")
     worst: torch.Tensor | None = None
+    keep = headline.adversarial is not None
+    carried = {}  # position -> the adversarial example found at a smaller eps (the most errors)
     points = []
     for eps in smaller_first:
         t = track.threat.with_eps(float(eps))
@@ -134,6 +138,11 @@ def _sweep(model, x, y, idx, track: Track, suite, seed: int, device, headline: E
             if worst is not None:
                 more = int((torch.maximum(e, worst) > e).sum())
                 if more:
+                    if keep:
+                        for p in (worst > e).nonzero().squeeze(1).tolist():
+                            if p in carried:
+                                headline.adversarial[p] = carried[p]
+                        headline.adversarial = dict(sorted(headline.adversarial.items()))
                     headline.robust_errors[:n] = torch.maximum(e, worst)
                     headline.notes.append(f"{more} example(s) broken at a smaller eps of the sweep counted as "
                                           f"broken at {t.id} (the smaller ball lies inside)")
@@ -144,8 +153,13 @@ def _sweep(model, x, y, idx, track: Track, suite, seed: int, device, headline: E
             sel = active.nonzero().squeeze(1)
             if len(sel):
                 rep = evaluate(model, take(xs, sel), take(ys, sel), t, suite, batch_size=track.eval_batch_size,
-                               cascade=track.cascade, seed=seed, device=device, index=ids[sel], flags=False)
+                               cascade=track.cascade, seed=seed, device=device, index=ids[sel], flags=False,
+                               keep_adv=keep)
                 e[sel] = rep.robust_errors
+                for ex in (rep.adversarial or {}).values():
+                    ex.position, ex.threat = int(sel[ex.position]), t.id
+                    if ex.position not in carried or ex.errors > carried[ex.position].errors:
+                        carried[ex.position] = ex
         if worst is not None:
             e = torch.maximum(e, worst)
         worst = e
@@ -209,13 +223,16 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
                suite: Any = None, seed: int = 0, results: str | Path = USER_RESULTS, n: int | None = None,
                device: str | None = None, eps_sweep: bool = True, progress: bool = True,
                out: str | Path | None = None, flags: bool = True, cascade: bool | None = None,
-               compile: str | None = None, batch_size: int | None = None) -> Path:
+               compile: str | None = None, batch_size: int | None = None,
+               save_adv: str | Path | None = None) -> Path:
     """Evaluate a checkpoint, or a model named by the resolver (``model_spec``, :mod:`bench.resolve`), on
     the track's fixed subset and write the result file atomically.
 
     The model is checked to fit the track (:func:`bench.resolve.check_compatible`) before any attack.
     ``batch_size`` (default: the track's ``eval_batch_size``) only bounds memory: outcomes are seeded
-    per example, so the result does not depend on it.
+    per example, so the result does not depend on it. ``save_adv``: a folder (absent or empty) that
+    receives the adversarial examples the worst case kept (:mod:`bench.adversarial`), written
+    after the result file.
     """
     from bench.resolve import check_compatible, check_requirements, resolve
 
@@ -229,6 +246,10 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
     if batch_size is not None and batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {batch_size}")
     bs = batch_size or track.eval_batch_size
+    if save_adv is not None:
+        from bench.adversarial import check_output_dir
+
+        check_output_dir(save_adv)  # before any attack
     if checkpoint is not None:
         ckpt_config = read_checkpoint_config(checkpoint)
         if ckpt_config.get("model") != track.model:
@@ -261,7 +282,8 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
     t0 = time.perf_counter()
     report = evaluate(model, data.inputs, data.y, track.threat, suite, batch_size=bs,
                       cascade=track.cascade if cascade is None else cascade, seed=seed, device=dev, index=idx,
-                      progress=progress, resume_file=partial, resume_key=f"{ckpt_sha}/{track.id}", flags=False)
+                      progress=progress, resume_file=partial, resume_key=f"{ckpt_sha}/{track.id}", flags=False,
+                      keep_adv=save_adv is not None)
     if model_spec is not None and partial.parent.is_dir() and not any(partial.parent.iterdir()):
         partial.parent.rmdir()  # the finished evaluation removed its partial file
     sweep = _sweep(model, data.inputs, data.y, idx, replace(track, eval_batch_size=bs), track.sweep_suite or suite,
@@ -279,4 +301,10 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
                           ckpt_config=ckpt_config, checkpoint_sha256=ckpt_sha,
                           eval_seconds=seconds, device=dev, eps_sweep=sweep, flags=flag_doc, extra_metrics=extra,
                           git=git)
-    return write_result(doc, root=results, path=out)
+    path = write_result(doc, root=results, path=out)
+    if save_adv is not None:
+        from bench.adversarial import save_adversarial
+
+        save_adversarial(report, save_adv, track=track, model=name, model_id=model_id, defense=defense,
+                         checkpoint_sha256=ckpt_sha, seed=seed, y=data.y, result=path)
+    return path

@@ -134,5 +134,7 @@ TRACKS: Registry = Registry("track")
 SCHEMES: Registry = Registry("model scheme")
 #: Hugging Face task kinds the ``hf:`` scheme can wrap (image/audio classification, CTC, text), by domains
 HF_TASKS: Registry = Registry("Hugging Face task")
+#: extra, human-facing formats of saved adversarial examples, by domain (speech: WAV), see bench.adversarial
+ADV_WRITERS: Registry = Registry("adversarial-example writer")
 
 Factory = Callable[..., T]

@@ -225,15 +225,16 @@ class ThreatModel:
             d = d.amax(dim=1)
         return d
 
-    def contains(self, z_adv: torch.Tensor, z: torch.Tensor, ctx: Context | None = None) -> torch.Tensor:
-        """Bool per example: inside the ball (1e-6 relative + float rounding), bounds and mask."""
+    def contains(self, z_adv: torch.Tensor, z: torch.Tensor, ctx: Context | None = None,
+                 rtol: float = RTOL) -> torch.Tensor:
+        """Bool per example: inside the ball (``rtol`` relative + float rounding), bounds and mask."""
         delta = (z_adv - z).double()
         r = self.radius(z, ctx).double()
         # float rounding of z + delta - z can exceed the radius by a few ulps of |z|
         ulp = torch.finfo(z.dtype).eps * 4 * max(1.0, float(z.detach().abs().max()) if z.numel() else 1.0)
         if self.norm == "l2":
             ulp = ulp * math.sqrt(max(1, z[0].numel() if self.per == "example" else z.shape[-1]))
-        ok = self._norm(delta) <= r * (1 + RTOL) + ulp
+        ok = self._norm(delta) <= r * (1 + rtol) + ulp
         if self.per == "token":
             ok = ok.all(dim=1)
         m = self.mask(z, ctx)

@@ -19,6 +19,11 @@ and Entailment", TextFooler, Algorithm 1), with offline resources.
    otherwise the candidate with the lowest true-class probability is kept
    (if it lowers it) and the next word is tried.
 
+Its examples can be saved and re-checked (:mod:`bench.adversarial`):
+``describe`` gives each one's JSON record (original, adversarial, words
+changed), ``restore`` tokenizes the adversarial texts again, and
+``violations`` checks a record against constraints 2-3 without trusting it.
+
 Deterministic: no randomness; ties are broken by word position and
 candidate rank. Similarity is checked after querying the victim, which gives
 the same result as checking it first but counts those queries (``queries``
@@ -244,6 +249,60 @@ class WordSubstitution:
             t = min(ok, key=lambda ts: (float(pr[ts[0], y]), ts[0]))[0]
             cur[i], p_cur, changed = cands[t], float(pr[t, y]), changed + 1
         return "".join(cur), changed, False
+
+    # ------------------------------------------------ saved examples (bench.adversarial)
+    def describe(self, x_clean, x_adv) -> list[dict]:
+        """JSON records of adversarial texts: original, adversarial, words changed (of how many)."""
+        out = []
+        for orig, adv in zip(x_clean["text"], x_adv["text"]):
+            a, b = WORD.findall(orig), WORD.findall(adv)
+            changed = sum(u != v for u, v in zip(a, b)) + abs(len(a) - len(b))
+            out.append({"original": orig, "adversarial": adv, "words_changed": changed, "words": len(a)})
+        return out
+
+    def restore(self, model, records: Sequence[dict]):
+        """The model's inputs for saved records: the adversarial texts, tokenized again."""
+        return model.tokenize([str(r["adversarial"]) for r in records])
+
+    def violations(self, x_clean, records: Sequence[dict]) -> list[str | None]:
+        """Why each record breaks the constraints (None where it keeps them), checked against the
+        original texts ``x_clean["text"]`` (the data set's, not the record's): same text outside the
+        changed words, at most ``max_frac`` of the words changed, no stop word or word shorter than
+        ``min_len`` changed, every substitute a candidate of its word (case-insensitively), and
+        sentence similarity >= ``min_sim`` (1e-5 tolerance)."""
+        out: list[str | None] = []
+        for orig, rec in zip(x_clean["text"], records):
+            adv = rec.get("adversarial")
+            if not isinstance(adv, str):
+                out.append("has no adversarial text")
+                continue
+            if rec.get("original") not in (None, orig):
+                out.append("records an original text that is not the data set's")
+                continue
+            pa, pb = PIECES.findall(orig), PIECES.findall(adv)
+            if len(pa) != len(pb) or any(WORD.fullmatch(u) is None and u != v for u, v in zip(pa, pb)) \
+                    or any(WORD.fullmatch(u) is not None and WORD.fullmatch(v) is None for u, v in zip(pa, pb)):
+                out.append("changes the text outside word substitutions")
+                continue
+            words = [p for p in pa if WORD.fullmatch(p)]
+            swaps = [(u, v) for u, v in zip(pa, pb) if WORD.fullmatch(u) and u != v]
+            budget = int(self.max_frac * len(words))
+            why = None
+            if len(swaps) > budget:
+                why = f"changes {len(swaps)} of {len(words)} words (at most {budget} allowed)"
+            for u, v in swaps:
+                if why:
+                    break
+                if len(u) < self.min_len or u.lower() in stop_words():
+                    why = f"replaces {u!r}, a stop word or shorter than {self.min_len} letters"
+                elif v.lower() != u.lower() and v.lower() not in self.candidates(u):
+                    why = f"replaces {u!r} by {v!r}, not one of its substitution candidates"
+            if why is None and swaps:
+                sim = float(self.similarity([orig, adv]).float().prod(0).sum())
+                if sim < self.min_sim - 1e-5:
+                    why = f"has sentence similarity {sim:.4f} to the original (at least {self.min_sim} required)"
+            out.append(why)
+        return out
 
     def run_inputs(self, model, inputs, y):
         """Attack every example; returns the model's tokenized adversarial texts."""
