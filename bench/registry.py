@@ -136,5 +136,7 @@ SCHEMES: Registry = Registry("model scheme")
 HF_TASKS: Registry = Registry("Hugging Face task")
 #: extra, human-facing formats of saved adversarial examples, by domain (speech: WAV), see bench.adversarial
 ADV_WRITERS: Registry = Registry("adversarial-example writer")
+#: common corruptions of the corruption tracks, ``<domain>/<name>`` -> bench.corruptions.Corruption
+CORRUPTIONS: Registry = Registry("corruption")
 
 Factory = Callable[..., T]
