@@ -135,15 +135,21 @@ def cmd_run(args) -> int:
         return _run_quick_zoo(args, tracks)
     written = []
     for track in tracks:
+        # a corruption track evaluates the checkpoints of its attack track (trained and published there)
+        home = _track(track.checkpoints_from) if track.checkpoints_from else track
         for recipe in recipes_arg or list(track.recipes):
-            ckpt = train_track(track, recipe, epochs=args.epochs, seed=args.seed, runs=args.runs,
-                               device=args.device, bf16=args.bf16, progress=not args.quiet, log=_log,
-                               channels_last=args.channels_last, compile=args.compile)
-            if args.publish:
-                from bench.zoo import publish
+            ckpt = _published_checkpoint(home, recipe) if args.publish and home is not track else None
+            if ckpt is not None:
+                _log(f"[{track.id}] using the published checkpoint {ckpt}")
+            else:
+                ckpt = train_track(home, recipe, epochs=args.epochs, seed=args.seed, runs=args.runs,
+                                   device=args.device, bf16=args.bf16, progress=not args.quiet, log=_log,
+                                   channels_last=args.channels_last, compile=args.compile)
+                if args.publish:
+                    from bench.zoo import publish
 
-                ckpt = publish(ckpt, track)
-                _log(f"[{track.id}] published {ckpt}")
+                    ckpt = publish(ckpt, home)
+                    _log(f"[{home.id}] published {ckpt}")
             _log(f"[{track.id}] evaluating {recipe}")
             path = eval_track(track, ckpt, suite=args.suite, seed=args.seed, results=args.results, n=args.n,
                               device=args.device, eps_sweep=not args.no_sweep, progress=not args.quiet,
@@ -161,6 +167,15 @@ def cmd_run(args) -> int:
 
 
 cmd_run.add_arguments = _args_run
+
+
+def _published_checkpoint(track, recipe: str) -> Path | None:
+    """The zoo checkpoint of ``recipe`` on ``track`` (checked against its published result), if any."""
+    from bench.zoo import checked_path, zoo_path
+
+    if not zoo_path(track.id, track.model, recipe).exists():
+        return None
+    return checked_path(f"{track.id}/{recipe}")
 
 
 def _run_quick_zoo(args, tracks) -> int:
@@ -262,8 +277,9 @@ def cmd_eval(args) -> int:
     if args.publish:
         from bench.zoo import publish
 
-        checkpoint = publish(checkpoint, track)
-        _log(f"[{track.id}] published {checkpoint}")
+        home = _track(track.checkpoints_from) if track.checkpoints_from else track
+        checkpoint = publish(checkpoint, home)
+        _log(f"[{home.id}] published {checkpoint}")
     path = eval_track(track, checkpoint, model_spec=args.model, suite=args.suite, seed=args.seed,
                       results=args.results, n=args.n, device=args.device, eps_sweep=not args.no_sweep,
                       progress=not args.quiet, out=args.out, flags=not args.no_flags, cascade=args.cascade,
@@ -272,8 +288,10 @@ def cmd_eval(args) -> int:
     _log(_headline(doc))
     if args.save_adv:
         _log(f"  adversarial examples -> {args.save_adv}")
-    for name, acc in doc["metrics"]["per_attack"].items():
+    for name, acc in doc["metrics"].get("per_attack", {}).items():
         _log(f"  {name}: {acc:.3f} ({doc['metrics'].get('per_attack_mode', 'alone')})")
+    for name, acc in doc["metrics"].get("per_corruption_mean", {}).items():
+        _log(f"  {name}: {acc:.3f} (mean over severities)")
     up = [k for k, v in doc.get("flags", {}).items() if v.get("raised")]
     if up:
         _log("  flags raised: " + ", ".join(up) + " (see docs/attacks.md)")

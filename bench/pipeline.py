@@ -276,8 +276,17 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
         compile_model(model, compile)
     name = model_spec or str(checkpoint)
     check_requirements(model, track, data.meta, name)
+    raw = data
     data = prepare(model, data)
     check_compatible(model, track, data, dev, name)
+    if track.kind == "corruption":
+        if save_adv is not None:
+            raise UserError(f"{track.id} is a corruption track: there are no adversarial examples to save")
+        from bench.corruption_eval import eval_corruption_track
+
+        return eval_corruption_track(track, model, raw, idx, prepare=prepare, ckpt_config=ckpt_config,
+                                     ckpt_sha=ckpt_sha, model_id=model_id, defense=defense, seed=seed, device=dev,
+                                     batch_size=bs, progress=progress, results=results, out=out, git=git)
     suite = suite if suite is not None else track.suite
     t0 = time.perf_counter()
     report = evaluate(model, data.inputs, data.y, track.threat, suite, batch_size=bs,

@@ -31,6 +31,31 @@ def schema() -> dict[str, Any]:
     return json.loads(resources.files("bench").joinpath("schema/result.schema.json").read_text())
 
 
+@lru_cache(maxsize=1)
+def corruption_schema() -> dict[str, Any]:
+    """The schema of corruption results (``kind: corruption``): ``schema/corruption.schema.json`` merged
+    over the attack result schema (shared ids, provenance, cost, card; its own metrics and outcomes)."""
+    import copy
+
+    part = json.loads(resources.files("bench").joinpath("schema/corruption.schema.json").read_text())
+    out = copy.deepcopy(schema())
+    out["title"] = part["title"]
+    out["required"] = list(part["required"])
+    for key in part["drop"]:
+        out["properties"].pop(key, None)
+    out["properties"].update(part["properties"])
+    return out
+
+
+def is_corruption(doc: Any) -> bool:
+    return isinstance(doc, dict) and doc.get("kind") == "corruption"
+
+
+def schema_for(doc: Any) -> dict[str, Any]:
+    """The schema a document is checked against (by its ``kind``)."""
+    return corruption_schema() if is_corruption(doc) else schema()
+
+
 def bits(mask: torch.Tensor) -> str:
     """A bool tensor as a '0'/'1' string (1 = the model was right)."""
     return "".join("1" if b else "0" for b in mask.bool().tolist())
@@ -40,13 +65,20 @@ def bits(mask: torch.Tensor) -> str:
 PATH_IDS = ("domain", "dataset", "threat.id", "model", "defense")
 
 
+def set_id(doc: dict[str, Any]) -> Any:
+    """The folder a result lives in below its dataset: the threat's id, or a corruption track's set id."""
+    holder = doc.get("corruption_set") if is_corruption(doc) else doc.get("threat")
+    return holder.get("id") if isinstance(holder, dict) else None
+
+
 def _id_value(doc: dict[str, Any], key: str) -> Any:
-    return doc.get("threat", {}).get("id") if key == "threat.id" else doc.get(key)
+    return set_id(doc) if key == "threat.id" else doc.get(key)
 
 
 def unsafe_ids(doc: Any) -> list[str]:
     """Ids that would not be a single safe path segment (``..``, slashes, hidden names, empty)."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("threat", {}), dict):
+    if not isinstance(doc, dict) or not isinstance(doc.get("threat", {}), dict) \
+            or not isinstance(doc.get("corruption_set", {}), dict):
         return []
     out = []
     for key in PATH_IDS:
@@ -80,14 +112,14 @@ def result_path(root: str | Path, doc: dict[str, Any]) -> Path:
     bad = unsafe_ids(doc)
     if bad:
         raise UserError(f"refusing result: {bad[0]}")
-    return (Path(root) / doc["domain"] / doc["dataset"] / doc["threat"]["id"]
+    return (Path(root) / doc["domain"] / doc["dataset"] / set_id(doc)
             / f"{doc['model']}__{doc['defense']}.json")
 
 
 def path_problems(doc: dict[str, Any], path: str | Path) -> list[str]:
     """Where ``path`` differs from the canonical ``<domain>/<dataset>/<threat-id>/<model>__<defense>.json``."""
     parts = Path(path).parts
-    want = (str(doc["domain"]), str(doc["dataset"]), str(doc["threat"]["id"]), f"{doc['model']}__{doc['defense']}.json")
+    want = (str(doc["domain"]), str(doc["dataset"]), str(set_id(doc)), f"{doc['model']}__{doc['defense']}.json")
     have = tuple(parts[-4:])
     if have == want:
         return []
@@ -111,12 +143,20 @@ def problems(doc: Any, path: str | Path | None = None) -> list[str]:
     """
     import jsonschema
 
-    validator = jsonschema.Draft202012Validator(schema())
+    validator = jsonschema.Draft202012Validator(schema_for(doc))
     out = list(unsafe_ids(doc))
     for err in sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path]):
         where = "/".join(str(p) for p in err.absolute_path) or "(root)"
         out.append(f"{where}: {err.message}")
     if out or not isinstance(doc, dict):
+        return out
+    if is_corruption(doc):
+        from bench.corruption_eval import corruption_problems
+
+        out = corruption_problems(doc)
+        out += [f"{k}: not a finite number" for k, v in _numbers(doc) if isinstance(v, float) and not math.isfinite(v)]
+        if path is not None:
+            out.extend(path_problems(doc, path))
         return out
     m = doc["metrics"]
     tol = 1e-9

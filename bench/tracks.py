@@ -62,6 +62,12 @@ class Track:
         cascade: attack only still-robust examples (AutoAttack's order).
         zoo_n: the prefix of the evaluation subset ``xrobust run quick`` re-evaluates each published
             checkpoint on (:mod:`bench.reproduce`).
+        corruptions: a *corruption track* (:mod:`bench.corruptions`, :mod:`bench.corruption_eval`): the
+            corruption keys it evaluates, each at ``severities`` (default: every severity the corruption
+            has); empty for attack tracks. Build one with :func:`corruption_track`.
+        corruption_set: the corruption track's set id (its results folder, e.g. ``mnist-c``).
+        checkpoints_from: the attack track whose training budget, threat (for adversarial recipes)
+            and published checkpoints a corruption track uses.
     """
 
     id: str
@@ -87,6 +93,15 @@ class Track:
     #: published checkpoint on (:mod:`bench.reproduce`)
     zoo_n: int = 100
     description: str = ""
+    corruptions: tuple[str, ...] = ()
+    corruption_set: str | None = None
+    severities: tuple[int, ...] | None = None
+    checkpoints_from: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """``attack`` (worst case under a threat model) or ``corruption`` (common corruptions)."""
+        return "corruption" if self.corruptions else "attack"
 
     @property
     def attack_specs(self) -> tuple[AttackSpec, ...]:
@@ -124,12 +139,30 @@ class Track:
         return replace(self, threat=threat)
 
     def to_dict(self) -> dict[str, Any]:
+        if self.kind == "corruption":
+            return {"id": self.id, "kind": self.kind, "domain": self.domain, "dataset": self.dataset,
+                    "model": self.model, "corruption_set": self.corruption_set, "corruptions": list(self.corruptions),
+                    "severities": list(self.severities) if self.severities else None, "n_eval": self.n_eval,
+                    "metric": self.metric, "checkpoints_from": self.checkpoints_from, "quick": self.quick}
         return {
             "id": self.id, "domain": self.domain, "dataset": self.dataset, "model": self.model,
             "threat": self.threat.to_dict(), "suite": [s.to_dict() for s in self.attack_specs],
             "n_eval": self.n_eval, "metric": self.metric, "headline": list(self.headline_keys),
             "eps_sweep": list(self.eps_sweep), "sweep_n": self.sweep_n, "quick": self.quick, "cascade": self.cascade,
         }
+
+
+def corruption_track(base: Track, *, id: str, corruption_set: str, corruptions: tuple[str, ...],
+                     n_eval: int | None = None, severities: tuple[int, ...] | None = None,
+                     description: str = "", quick: bool = False) -> Track:
+    """A corruption track on ``base``'s dataset, model family and training budget: it evaluates the
+    checkpoints of ``base`` (trained there, published in ``base``'s zoo) under ``corruptions``."""
+    if not corruptions:
+        raise ValueError(f"corruption track {id}: no corruptions")
+    return replace(base, id=id, corruptions=tuple(corruptions), corruption_set=corruption_set,
+                   severities=severities, checkpoints_from=base.id, n_eval=n_eval or base.n_eval, suite=(),
+                   eps_sweep=(), sweep_suite=None, sweep_n=None, cascade=False, headline=None, quick=quick,
+                   description=description)
 
 
 def get_track(track_id: str) -> Track:
