@@ -182,7 +182,9 @@ def flag_legend() -> str:
            f"broken; hover it for the measured value.</p><dl>{items}</dl>"
 
 
-def index_html(df: pd.DataFrame, plots: dict[str, str], problems: tuple[str, ...], n_files: int) -> str:
+def index_html(df: pd.DataFrame, plots: dict[str, str], problems: tuple[str, ...], n_files: int,
+               extra: str = "") -> str:
+    """The site's index; ``extra``: more boards (HTML) after the attack tracks (the corruption boards)."""
     trs = tracks(df)
     domains = sorted(df["domain"].unique()) if not df.empty else []
     body = ["<h1>xrobust leaderboard</h1>",
@@ -211,6 +213,8 @@ def index_html(df: pd.DataFrame, plots: dict[str, str], problems: tuple[str, ...
                         + _td(pct(best["robust"]), sort=_num_attr(best["robust"])) + "</tr>")
         body.append(_table("tracks", [("track", "t"), ("domain", "t"), ("threat", "t"), ("metric", "t"),
                                       ("results", ""), ("best defense", "t"), ("best robust %", "")], rows))
+    if extra:
+        body.append(extra)
     body.append(flag_legend())
     if problems:
         body.append(f'<h2 class="bad">Files left out ({len(problems)} problems in {n_files} files)</h2><ul>'

@@ -123,3 +123,45 @@ def test_mce_follows_hendrycks_definition():
     assert corruption_metrics({"clean": torch.tensor([True, False]),
                                "cells": {"x@1": torch.tensor([True, True]), "x@2": torch.tensor([False, False])}}
                               )["corruption_accuracy"] == 0.5
+
+
+def _variant(doc: dict, defense: str, flip: int) -> dict:
+    """``doc`` as another defense whose first ``flip`` wrong outcomes of every cell are right (metrics recomputed)."""
+    out = copy.deepcopy(doc)
+    out["defense"] = defense
+    cells = {}
+    for cid, b in doc["per_example"]["cells"].items():
+        b = list(b)
+        for i in [i for i, c in enumerate(b) if c == "0"][:flip]:
+            b[i] = "1"
+        cells[cid] = "".join(b)
+    out["per_example"]["cells"] = cells
+    out["metrics"].update(corruption_metrics({"clean": torch.tensor([c == "1" for c in doc["per_example"]["clean"]]),
+                                             "cells": {k: torch.tensor([c == "1" for c in v])
+                                                       for k, v in cells.items()}}))
+    return out
+
+
+def test_leaderboard_has_a_corruption_board_with_mce(run_dir, tmp_path):
+    from leaderboard.build import build
+
+    src = run_dir / "results" / "image" / "digits" / "test-c" / "smallcnn__erm.json"
+    root = tmp_path / "results"
+    dest = root / "image" / "digits" / "test-c"
+    dest.mkdir(parents=True)
+    erm = json.loads(src.read_text())
+    better = _variant(erm, "pgd-at", 5)
+    (dest / "smallcnn__erm.json").write_text(json.dumps(erm))
+    (dest / "smallcnn__pgd-at.json").write_text(json.dumps(better))
+    assert problems(better, dest / "smallcnn__pgd-at.json") == []
+    built = build(root, out=tmp_path / "site")
+    assert built.collection.problems == ()
+    text = built.markdown.read_text()
+    assert "## Common corruptions" in text
+    mce = mean_corruption_error(better, erm)
+    assert mce < 100
+    row = next(line for line in text.splitlines() if line.startswith("| 1 | smallcnn | pgd-at |"))
+    assert f"| {100 * better['metrics']['corruption_accuracy']:.1f} | {mce:.1f} |" in row
+    assert "| 2 | smallcnn | erm |" in text and "| 100.0 |" in text
+    html = (tmp_path / "site" / "index.html").read_text()
+    assert 'id="corruption-cross-domain"' in html and "test-c" in html
