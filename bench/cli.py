@@ -95,6 +95,9 @@ def _args_run(p):
     p.add_argument("--train", action="store_true",
                    help="'quick': retrain every default recipe and evaluate it on the full subset, instead of "
                         "re-evaluating the published checkpoints (zoo/) on each track's zoo_n examples")
+    p.add_argument("--seeds", default=None, metavar="S0,S1,...",
+                   help="train each recipe with these seeds (the first is the result's own checkpoint; the others "
+                        "are summarised in its 'seeds' block: mean and sd across seeds)")
     p.add_argument("--workers", type=int, default=None,
                    help="'quick' without --train: parallel worker processes (default: one per core)")
     _accel(p)
@@ -133,6 +136,7 @@ def cmd_run(args) -> int:
         SUITES.get(args.suite)
     if args.track == "quick" and not args.train:
         return _run_quick_zoo(args, tracks)
+    seeds = _seeds(args)
     written = []
     for track in tracks:
         # a corruption track evaluates the checkpoints of its attack track (trained and published there)
@@ -142,7 +146,7 @@ def cmd_run(args) -> int:
             if ckpt is not None:
                 _log(f"[{track.id}] using the published checkpoint {ckpt}")
             else:
-                ckpt = train_track(home, recipe, epochs=args.epochs, seed=args.seed, runs=args.runs,
+                ckpt = train_track(home, recipe, epochs=args.epochs, seed=seeds[0], runs=args.runs,
                                    device=args.device, bf16=args.bf16, progress=not args.quiet, log=_log,
                                    channels_last=args.channels_last, compile=args.compile)
                 if args.publish:
@@ -155,8 +159,9 @@ def cmd_run(args) -> int:
                               device=args.device, eps_sweep=not args.no_sweep, progress=not args.quiet,
                               compile=args.compile)
             doc = json.loads(Path(path).read_text())
-            m = doc["metrics"]
             _log(f"[{track.id}] {recipe}: {_headline(doc)} -> {path}")
+            if len(seeds) > 1:
+                _more_seeds(args, track, home, recipe, seeds, Path(path))
             written.append(path)
     print("\n".join(str(p) for p in written))
     if "leaderboard" in COMMANDS and args.track == "quick":  # the published results beside yours, marked
@@ -167,6 +172,48 @@ def cmd_run(args) -> int:
 
 
 cmd_run.add_arguments = _args_run
+
+
+def _seeds(args) -> list[int]:
+    """``--seeds 0,1,2``: the training seeds (the first is the result's own checkpoint), else ``--seed``."""
+    if not getattr(args, "seeds", None):
+        return [args.seed]
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        raise UserError(f"malformed --seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
+    if len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise UserError(f"--seeds must be distinct non-negative integers, got {args.seeds!r}")
+    if len(seeds) > 1 and args.track == "quick" and not args.train:
+        raise UserError("--seeds trains: use it with a track id, or 'quick --train'")
+    return seeds
+
+
+def _more_seeds(args, track, home, recipe: str, seeds: list[int], path: Path) -> None:
+    """Train and evaluate ``recipe`` with the other training seeds (checkpoints under runs/, never published;
+    the evaluation seed stays ``--seed``), then record every seed's headline in the first seed's result
+    file (:mod:`bench.seeds`), rewritten atomically after validation."""
+    from bench.pipeline import checkpoint_path, eval_track, train_track
+    from bench.results import write_result
+    from bench.seeds import seed_summary
+
+    docs = [json.loads(path.read_text())]
+    for s in seeds[1:]:
+        ckpt = train_track(home, recipe, epochs=args.epochs, seed=s, runs=args.runs, device=args.device,
+                           bf16=args.bf16, progress=not args.quiet, log=_log, channels_last=args.channels_last,
+                           compile=args.compile)
+        out = checkpoint_path(home, recipe, s, args.runs).with_name(f"result-{track.id}.json")
+        p = eval_track(track, ckpt, suite=args.suite, seed=args.seed, results=args.results, n=args.n,
+                       device=args.device, eps_sweep=not args.no_sweep, progress=not args.quiet, out=out,
+                       compile=args.compile)
+        docs.append(json.loads(Path(p).read_text()))
+        _log(f"[{track.id}] {recipe} (training seed {s}): {_headline(docs[-1])} -> {p}")
+    doc = docs[0]
+    doc["seeds"] = seed_summary(docs, seeds)
+    write_result(doc, path=path)
+    b = doc["seeds"]
+    _log(f"[{track.id}] {recipe} over {len(seeds)} training seeds: clean {b['clean_mean']:.3f} ± {b['clean_sd']:.3f}"
+         f", robust {b['robust_mean']:.3f} ± {b['robust_sd']:.3f}")
 
 
 def _published_checkpoint(track, recipe: str) -> Path | None:

@@ -150,14 +150,17 @@ def problems(doc: Any, path: str | Path | None = None) -> list[str]:
         out.append(f"{where}: {err.message}")
     if out or not isinstance(doc, dict):
         return out
+    from bench.seeds import seed_problems
+
     if is_corruption(doc):
         from bench.corruption_eval import corruption_problems
 
-        out = corruption_problems(doc)
+        out = corruption_problems(doc) + seed_problems(doc)
         out += [f"{k}: not a finite number" for k, v in _numbers(doc) if isinstance(v, float) and not math.isfinite(v)]
         if path is not None:
             out.extend(path_problems(doc, path))
         return out
+    out.extend(seed_problems(doc))
     m = doc["metrics"]
     tol = 1e-9
     if m["robust_accuracy"] > m["clean_accuracy"] + tol and not _flag_raised(doc, "robust-above-clean"):

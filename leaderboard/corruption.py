@@ -20,7 +20,7 @@ from bench.corruption_eval import mean_corruption_error
 from bench.results import is_corruption, problems, result_files
 
 COLUMNS = ["domain", "track", "dataset", "corruption_set", "rank", "model", "defense", "n", "clean", "corruption",
-           "mce", "n_cells", "train_seconds", "eval_seconds", "commit", "seed", "checkpoint_sha256", "path", "source"]
+           "mce", "seeds", "n_cells", "train_seconds", "eval_seconds", "commit", "seed", "checkpoint_sha256", "path", "source"]
 #: the defense mCE is measured against (its own value is 100 by definition)
 BASELINE = "erm"
 
@@ -65,6 +65,7 @@ def collect_corruptions(root: str | Path, user: str | Path | None = None) -> tup
             "clean": m["clean_accuracy"], "corruption": m["corruption_accuracy"],
             "mce": mean_corruption_error(doc, ref) if ref is not None else math.nan,
             "n_cells": sum(len(v) for v in m["per_corruption"].values()),
+            "seeds": seeds_cell(doc),
             "train_seconds": doc["cost"].get("train_seconds"), "eval_seconds": doc["cost"].get("eval_seconds"),
             "commit": prov.get("git_commit"), "seed": doc["seed"], "checkpoint_sha256": prov.get("checkpoint_sha256"),
             "path": shown.removesuffix("\0user"), "source": "user" if user_row else "published",
@@ -80,6 +81,14 @@ def collect_corruptions(root: str | Path, user: str | Path | None = None) -> tup
     per = sorted(c for c in df.columns if c.startswith("c:"))
     df = df[COLUMNS + per].sort_values(["domain", "track", "rank", "model", "defense"], kind="mergesort")
     return df.reset_index(drop=True), bad
+
+
+def seeds_cell(doc: dict[str, Any]) -> str:
+    """``mean ± sd (k seeds)`` of the headline robust number across training seeds ('' for one seed)."""
+    b = doc.get("seeds")
+    if not b:
+        return ""
+    return f"{100 * b['robust_mean']:.1f} ± {100 * b['robust_sd']:.1f} ({len(b['runs'])} seeds)"
 
 
 def corruption_columns(sub: pd.DataFrame) -> list[str]:
@@ -119,7 +128,8 @@ def _mce(v) -> str:
 NOTE = ("Corruption accuracy: mean over every (corruption, severity) cell of the track, on the same fixed "
         "evaluation subset as the attack track whose checkpoints it evaluates. mCE (Hendrycks & Dietterich 2019): "
         "the corruption errors summed over severities relative to the same model's ERM, averaged over corruptions, "
-        "in % (ERM = 100; lower is better). Per-corruption columns: accuracy averaged over severities.")
+        "in % (ERM = 100; lower is better). Across seeds: mean ± sd of the corruption accuracy over training seeds, "
+        "when the recipe was trained with several. Per-corruption columns: accuracy averaged over severities.")
 
 
 def corruption_markdown(df: pd.DataFrame) -> str:
@@ -145,12 +155,13 @@ def corruption_markdown(df: pd.DataFrame) -> str:
         out += ["", f"### {md(track)}", "",
                 f"dataset {md(first['dataset'])} · corruption set {md(first['corruption_set'])} · n {int(first['n'])} "
                 f"· {int(first['n_cells'])} cells", ""]
-        out.append("| rank | model | defense | clean % | corruption % | mCE | " + " | ".join(md(c[2:]) for c in per)
-                   + " |")
-        out.append("|---|---|---|---|---|---|" + "---|" * len(per))
+        out.append("| rank | model | defense | clean % | corruption % | mCE | across seeds % | "
+                   + " | ".join(md(c[2:]) for c in per) + " |")
+        out.append("|---|---|---|---|---|---|---|" + "---|" * len(per))
         for r in sub.to_dict("records"):
             out.append(f"| {r['rank']} | {md(r['model'])} | {md(r['defense'])} | {_pct(r['clean'])} | "
-                       f"{_pct(r['corruption'])} | {_mce(r['mce'])} | " + " | ".join(_pct(r[c]) for c in per) + " |")
+                       f"{_pct(r['corruption'])} | {_mce(r['mce'])} | {r['seeds']} | "
+                       + " | ".join(_pct(r[c]) for c in per) + " |")
     return "\n".join(out) + "\n"
 
 
@@ -181,13 +192,13 @@ def corruption_html(df: pd.DataFrame) -> str:
         body.append(f'<h3>{e(track)}</h3><p class="sub">dataset {e(first["dataset"])} · corruption set '
                     f'{e(first["corruption_set"])} · n {e(int(first["n"]))} · {e(int(first["n_cells"]))} cells</p>')
         header = [("rank", ""), ("model", "t"), ("defense", "t"), ("clean %", ""), ("corruption %", ""),
-                  ("mCE", "")] + [(e(c[2:]), "") for c in per]
+                  ("mCE", ""), ("across seeds %", "")] + [(e(c[2:]), "") for c in per]
         rows = []
         for r in sub.to_dict("records"):
             cells = [_td(str(r["rank"]), sort=r["rank"]), _td(r["model"], cls="t"), _td(r["defense"], cls="t"),
                      _td(_pct(r["clean"]), sort=_num_attr(r["clean"])),
                      _td(_pct(r["corruption"]), sort=_num_attr(r["corruption"])),
-                     _td(_mce(r["mce"]), sort=_num_attr(r["mce"]))]
+                     _td(_mce(r["mce"]), sort=_num_attr(r["mce"])), _td(r["seeds"])]
             cells += [_td(_pct(r[c]), sort=_num_attr(r[c])) for c in per]
             rows.append('<tr class="result-row">' + "".join(cells) + "</tr>")
         body.append(_table(f"corruption-{i}", header, rows))

@@ -161,7 +161,39 @@ def test_leaderboard_has_a_corruption_board_with_mce(run_dir, tmp_path):
     mce = mean_corruption_error(better, erm)
     assert mce < 100
     row = next(line for line in text.splitlines() if line.startswith("| 1 | smallcnn | pgd-at |"))
-    assert f"| {100 * better['metrics']['corruption_accuracy']:.1f} | {mce:.1f} |" in row
+    assert f"| {100 * better['metrics']['corruption_accuracy']:.1f} | {mce:.1f} |  |" in row
     assert "| 2 | smallcnn | erm |" in text and "| 100.0 |" in text
     html = (tmp_path / "site" / "index.html").read_text()
     assert 'id="corruption-cross-domain"' in html and "test-c" in html
+
+
+def test_seeds_are_trained_evaluated_and_summarised(ctrack, tmp_path):
+    from bench.seeds import seed_problems
+    from leaderboard.build import build
+
+    res = tmp_path / "results"
+    rc = main(["run", ctrack.id, "--recipes", "erm", "--epochs", "4", "--quiet", "--runs", str(tmp_path / "runs"),
+               "--results", str(res), "--seeds", "0,1,2"])
+    assert rc == 0
+    path = res / "image" / "digits" / "test-c" / "smallcnn__erm.json"
+    doc = json.loads(path.read_text())
+    runs = doc["seeds"]["runs"]
+    assert [r["seed"] for r in runs] == [0, 1, 2]
+    assert len({r["checkpoint_sha256"] for r in runs}) == 3  # three different trainings
+    assert runs[0]["robust"] == doc["metrics"]["corruption_accuracy"]
+    rob = [r["robust"] for r in runs]
+    assert doc["seeds"]["robust_mean"] == pytest.approx(sum(rob) / 3)
+    assert doc["seeds"]["robust_sd"] == pytest.approx(float(np.std(rob, ddof=1)))
+    for s in (1, 2):  # the other seeds' checkpoints and results stay under runs/
+        assert (tmp_path / "runs" / "image-digits-linf-0.2" / f"erm-s{s}" / f"result-{ctrack.id}.json").exists()
+    assert problems(doc, path) == []
+    bad = copy.deepcopy(doc)
+    bad["seeds"]["robust_sd"] += 0.01
+    assert any("not the mean and sd" in p for p in seed_problems(bad))
+    bad = copy.deepcopy(doc)
+    bad["seeds"]["runs"][0]["checkpoint_sha256"] = "0" * 64
+    assert any("not exactly one run" in p for p in seed_problems(bad))
+    text = build(res, out=tmp_path / "site").markdown.read_text()
+    b = doc["seeds"]
+    assert f"{100 * b['robust_mean']:.1f} ± {100 * b['robust_sd']:.1f} (3 seeds)" in text
+    assert main(["run", ctrack.id, "--recipes", "erm", "--seeds", "0,0"]) == 2
