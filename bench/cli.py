@@ -115,7 +115,7 @@ def _headline(doc: dict) -> str:
 
 
 def cmd_run(args) -> int:
-    from bench.pipeline import eval_track, train_track
+    from bench.pipeline import checkpoint_path, eval_track, train_track
     from bench.registry import RECIPES, TRACKS
 
     if args.track == "quick":
@@ -143,8 +143,12 @@ def cmd_run(args) -> int:
         home = _track(track.checkpoints_from) if track.checkpoints_from else track
         for recipe in recipes_arg or list(track.recipes):
             ckpt = _published_checkpoint(home, recipe) if args.publish and home is not track else None
+            trained = checkpoint_path(home, recipe, seeds[0], args.runs)
             if ckpt is not None:
                 _log(f"[{track.id}] using the published checkpoint {ckpt}")
+            elif home is not track and not args.publish and trained.exists():
+                ckpt = trained
+                _log(f"[{track.id}] using {home.id}'s checkpoint {ckpt}")
             else:
                 ckpt = train_track(home, recipe, epochs=args.epochs, seed=seeds[0], runs=args.runs,
                                    device=args.device, bf16=args.bf16, progress=not args.quiet, log=_log,

@@ -43,8 +43,12 @@ def published_result(track, defense: str, root: str | Path | None = None) -> dic
     from bench.zoo import zoo_root
 
     base = Path(root) if root is not None else zoo_root().parent / PUBLISHED_RESULTS
-    path = result_path(base, {"domain": track.domain, "dataset": track.dataset, "threat": track.threat.to_dict(),
-                              "model": track.model, "defense": defense})
+    ids = {"domain": track.domain, "dataset": track.dataset, "model": track.model, "defense": defense}
+    if track.kind == "corruption":
+        ids.update(kind="corruption", corruption_set={"id": track.corruption_set})
+    else:
+        ids["threat"] = track.threat.to_dict()
+    path = result_path(base, ids)
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -60,7 +64,7 @@ def jobs_for(tracks, zoo: str | Path | None = None, results: str | Path | None =
     for track in tracks:
         for name in names:
             tid, defense = name.split("/", 1)
-            if tid != track.id:
+            if tid != (track.checkpoints_from or track.id):  # a corruption track: its attack track's checkpoints
                 continue
             n = min(track.zoo_n, track.n_eval)
             doc = published_result(track, defense, results)
@@ -78,18 +82,27 @@ def compare(doc: dict[str, Any], published: dict[str, Any] | None) -> dict[str, 
     if published is None:
         return {**out, "published": None}
     n = doc["n"]
-    mine, theirs = doc["per_example"], published["per_example"]
-    agree = sum(a == b for a, b in zip(mine["robust"], theirs["robust"][:n]))
-    agree_clean = sum(a == b for a, b in zip(mine["clean"], theirs["clean"][:n]))
+    mine, theirs = _outcomes(doc, n), _outcomes(published, n)
+    agree = sum(a == b for a, b in zip(mine["robust"], theirs["robust"]))
+    agree_clean = sum(a == b for a, b in zip(mine["clean"], theirs["clean"]))
     return {**out, "published": {
         "n": published["n"],
         "clean": published["metrics"][published["headline"]["clean"]],
         "robust": published["metrics"][published["headline"]["robust"]],
         # the published outcomes on the same n examples (accuracy: the share robust)
-        "robust_accuracy_same_examples": theirs["robust"][:n].count("1") / n,
-        "robust_accuracy_ours": mine["robust"].count("1") / n,
-        "robust_agree": agree, "clean_agree": agree_clean,
+        "robust_accuracy_same_examples": theirs["robust"].count("1") / len(theirs["robust"]),
+        "robust_accuracy_ours": mine["robust"].count("1") / len(mine["robust"]),
+        "robust_agree": agree, "clean_agree": agree_clean, "outcomes": len(mine["robust"]),
     }}
+
+
+def _outcomes(doc: dict[str, Any], n: int) -> dict[str, str]:
+    """The first ``n`` examples' clean and robust outcomes; for a corruption result "robust" is every cell's
+    outcomes on those examples, cell after cell (so agreement counts example-cells)."""
+    pe = doc["per_example"]
+    if doc.get("kind") == "corruption":
+        return {"clean": pe["clean"][:n], "robust": "".join(pe["cells"][k][:n] for k in sorted(pe["cells"]))}
+    return {"clean": pe["clean"][:n], "robust": pe["robust"][:n]}
 
 
 def _run_job(job: Job, results: str, seed: int, device: str | None, zoo: str | None) -> dict[str, Any]:
@@ -102,9 +115,10 @@ def _run_job(job: Job, results: str, seed: int, device: str | None, zoo: str | N
     from bench.zoo import load_model, zoo_path
 
     track = get_track(job.track)
-    load_model(f"{job.track}/{job.defense}", root=zoo)  # refuses weights whose sha256 differs from the result's
+    home = track.checkpoints_from or track.id  # a corruption track evaluates its attack track's checkpoints
+    load_model(f"{home}/{job.defense}", root=zoo)  # refuses weights whose sha256 differs from the result's
     t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
-    path = eval_track(track, zoo_path(track.id, track.model, job.defense, zoo), seed=seed, results=results,
+    path = eval_track(track, zoo_path(home, track.model, job.defense, zoo), seed=seed, results=results,
                       n=job.n, device=device, eps_sweep=False, progress=False, flags=False)
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     doc = json.loads(Path(path).read_text())
@@ -147,5 +161,6 @@ def summary_line(row: dict[str, Any]) -> str:
         return head + " (no published result to compare)"
     same = "" if row.get("metric") == "wer" else \
         f"; published on the same examples {p['robust_accuracy_same_examples']:.3f}"
-    return (head + same + f", per-example outcomes agree {p['robust_agree']}/{row['n']}; published on n={p['n']}: robust {p['robust']:.3f} "
+    return (head + same + f", per-example outcomes agree {p['robust_agree']}/{p.get('outcomes', row['n'])}; "
+            f"published on n={p['n']}: robust {p['robust']:.3f} "
             f"({row['seconds']:.0f} s)")
