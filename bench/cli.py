@@ -467,7 +467,7 @@ def cmd_perf(args) -> int:
 
 cmd_perf.add_arguments = _args_perf
 
-LISTABLE = ("tracks", "recipes", "attacks", "suites", "models", "datasets", "domains", "losses")
+LISTABLE = ("tracks", "recipes", "attacks", "suites", "models", "datasets", "domains", "losses", "corruptions")
 
 
 def _args_ls(p):
@@ -482,7 +482,8 @@ def cmd_ls(args) -> int:
     for name in reg.names():
         if args.what == "tracks":
             t = reg.get(name)
-            print(f"{name:32s} {t.domain:7s} {t.dataset:16s} {t.model:16s} {t.threat.id:12s}"
+            what = t.threat.id if t.kind == "attack" else f"{t.corruption_set} ({len(t.corruptions)} corruptions)"
+            print(f"{name:32s} {t.domain:7s} {t.dataset:16s} {t.model:16s} {what:12s}"
                   f"{' quick' if t.quick else ''}")
         else:
             print(name)
