@@ -56,7 +56,7 @@ def published_result(track, defense: str, root: str | Path | None = None) -> dic
 
 
 def jobs_for(tracks, zoo: str | Path | None = None, results: str | Path | None = None) -> list[Job]:
-    """One job per published checkpoint of each track, longest first."""
+    """One job per published checkpoint of each track that has a published result there, longest first."""
     from bench.zoo import published
 
     names = published(zoo)
@@ -68,9 +68,9 @@ def jobs_for(tracks, zoo: str | Path | None = None, results: str | Path | None =
                 continue
             n = min(track.zoo_n, track.n_eval)
             doc = published_result(track, defense, results)
-            est = 0.0
-            if doc is not None:
-                est = float(doc.get("cost", {}).get("eval_seconds", 0.0)) * n / max(1, int(doc.get("n", n)))
+            if doc is None:  # nothing published on this track to check it against (e.g. only a corruption result)
+                continue
+            est = float(doc.get("cost", {}).get("eval_seconds", 0.0)) * n / max(1, int(doc.get("n", n)))
             jobs.append(Job(track.id, defense, n, est))
     return sorted(jobs, key=lambda j: -j.estimate)
 
