@@ -2,14 +2,14 @@
 
 from bench.suites import STANDARD, AttackSpec
 from bench.threat import ThreatModel
-from bench.tracks import Track, TrainSpec, register_track
+from bench.tracks import Track, TrainSpec, corruption_track, register_track
 
 WORD_SUB = AttackSpec("word-sub", "word-sub", {"k": 20, "min_cos": 0.5, "min_sim": 0.8, "max_frac": 0.2})
 #: AutoAttack's standard suite in embedding space, then the discrete word substitution, as a cascade
 TEXT_SUITE = (*STANDARD, WORD_SUB)
 SWEEP = (0.01, 0.02, 0.05, 0.1)
 
-register_track(Track(
+TEXT_QUICK = register_track(Track(
     id="text-rt-emb-l2-0.05", domain="text", dataset="rotten-tomatoes", model="tiny-bert",
     threat=ThreatModel.from_id("emb-l2-0.05"), suite=TEXT_SUITE, cascade=True, n_eval=300, quick=True, zoo_n=15,
     recipes=("erm", "freelb", "pgd-at"), model_kwargs={"max_len": 48},
@@ -35,4 +35,13 @@ register_track(Track(
     eps_sweep=SWEEP, sweep_n=100, eval_batch_size=100,
     description="Rotten Tomatoes, all-MiniLM-L6-v2 fine-tuned (mean pooling + linear head), per-token "
                 "L2 = 0.05 x mean token-embedding norm; AutoAttack standard in embedding space + word substitution.",
+))
+
+#: natural noise on the quick text track's checkpoints (domains.text.corruptions): 7 corruptions x 5 severities
+register_track(corruption_track(
+    TEXT_QUICK, id="text-rt-corruptions", corruption_set="text-c", quick=True,
+    corruptions=tuple(f"text/{n}" for n in ("typo-swap", "typo-delete", "typo-insert", "typo-keyboard", "case",
+                                            "punctuation", "contractions")),
+    description="Rotten Tomatoes, the quick text track's tiny BERT checkpoints under typos (swap, delete, insert, "
+                "keyboard), case and punctuation noise and contractions, 5 severities each.",
 ))
