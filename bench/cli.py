@@ -110,6 +110,8 @@ def _headline(doc: dict) -> str:
     if doc.get("metric") == "wer" and "clean_wer" in m:
         return f"clean WER {m['clean_wer']:.3f} robust WER {m['robust_wer']:.3f}"
     head = doc.get("headline") or {"clean": "clean_accuracy", "robust": "robust_accuracy"}
+    if doc.get("kind") == "corruption":
+        return f"clean {m[head['clean']]:.3f} corruption accuracy {m[head['robust']]:.3f} (mean over the cells)"
     label = "" if head["robust"] == "robust_accuracy" else f" ({head['robust'].removeprefix('robust_')})"
     return f"clean {m[head['clean']]:.3f} robust {m[head['robust']]:.3f}{label}"
 

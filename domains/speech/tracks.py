@@ -8,7 +8,7 @@ clips get a near-zero SNR budget and would count as robust for free.
 
 from bench.suites import STANDARD, AttackSpec
 from bench.threat import ThreatModel
-from bench.tracks import Track, TrainSpec, register_track
+from bench.tracks import Track, TrainSpec, corruption_track, register_track
 from domains.speech.models import BOUNDS
 
 SNR30 = ThreatModel("l2", 30.0, scale="snr-db", bounds=BOUNDS)
@@ -23,7 +23,7 @@ ASR_SUITE = (
     AttackSpec("pgd-20", "pgd", {"steps": 20}),
 )
 
-register_track(Track(
+KWS_QUICK = register_track(Track(
     id="speech-kws-snr-30db", domain="speech", dataset="synth-commands", model="melcnn",
     threat=SNR30, suite=KWS_SUITE, cascade=True, n_eval=400, quick=True, zoo_n=50, headline=KWS_HEADLINE,
     train=TrainSpec(epochs=8, batch_size=64, lr=3e-3, optimizer="adam", schedule="cosine",
@@ -50,4 +50,14 @@ register_track(Track(
     train=TrainSpec(epochs=10, batch_size=128, lr=3e-3, eps_ramp_epochs=1, recipe_params={"pgd-at": {"steps": 5}}),
     eps_sweep=(40.0, 30.0, 20.0, 10.0), sweep_n=200,
     description="Speech Commands v0.02 (needs the data on disk), log-Mel CNN, L2 at 30 dB SNR.",
+))
+
+#: acoustic conditions on the quick KWS track's checkpoints (domains.speech.corruptions): 8 x 5 severities
+register_track(corruption_track(
+    KWS_QUICK, id="speech-kws-corruptions", corruption_set="speech-c", quick=True,
+    corruptions=tuple(f"speech/{n}" for n in ("white-noise", "pink-noise", "babble-noise", "reverb", "speed",
+                                              "pitch", "band-limit", "mu-law")),
+    description="Synthetic Speech Commands, the quick KWS track's log-Mel CNN checkpoints under additive noise "
+                "(white, pink, babble), reverberation, speed and pitch change, band limiting and mu-law "
+                "companding, 5 severities each; all-class accuracy.",
 ))
