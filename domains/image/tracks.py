@@ -10,12 +10,13 @@ error of a robust accuracy near 0.9: 1.3 points) and its sweep the first 100.
 
 from bench.suites import STANDARD
 from bench.threat import ThreatModel
-from bench.tracks import Track, TrainSpec, register_track
+from bench.corruptions import domain_corruptions
+from bench.tracks import Track, TrainSpec, corruption_track, register_track
 
 N_MNIST = 500
 N_SWEEP = 100
 
-register_track(Track(
+MNIST5K = register_track(Track(
     id="image-mnist5k-linf-0.3", domain="image", dataset="mnist5k", model="smallcnn",
     threat=ThreatModel("linf", 0.3), suite=STANDARD, cascade=True, n_eval=N_MNIST, quick=True, zoo_n=30,
     recipes=("erm", "fgsm-rs", "pgd-at"),
@@ -59,4 +60,12 @@ register_track(Track(
                     recipe_params={"pgd-at": {"steps": 10}}),
     eps_sweep=(2 / 255, 4 / 255, 8 / 255),
     description="CIFAR-10, PreActResNet-18, Linf 8/255 (Rice et al. 2020 setting); needs CIFAR-10 on disk.",
+))
+
+#: MNIST-C (Mu & Gilmer 2019) on the quick image track's checkpoints (domains.image.corruptions)
+register_track(corruption_track(
+    MNIST5K, id="image-mnist5k-mnistc", corruption_set="mnist-c", quick=True,
+    corruptions=tuple(c.key for c in domain_corruptions("image") if c.name.startswith("mnistc-")),
+    description="MNIST-5k's fixed test subset under the 15 MNIST-C corruptions (one severity each), "
+                "evaluated on the quick image track's checkpoints.",
 ))
