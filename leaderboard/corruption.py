@@ -132,13 +132,15 @@ NOTE = ("Corruption accuracy: mean over every (corruption, severity) cell of the
         "when the recipe was trained with several. Per-corruption columns: accuracy averaged over severities.")
 
 
-def corruption_markdown(df: pd.DataFrame) -> str:
-    """The corruption section of LEADERBOARD.md ('' without corruption results)."""
+def corruption_markdown(df: pd.DataFrame, heading: bool = True) -> str:
+    """The corruption section of LEADERBOARD.md ('' without corruption results); ``heading=False``: without
+    the section title and note (for a generated region of the docs)."""
     from leaderboard.markdown import md
 
     if df.empty:
         return ""
-    out = ["## Common corruptions", "", NOTE, "", "### Cross-domain (corruption accuracy %, clean in parentheses)", ""]
+    out = ["## Common corruptions", "", NOTE, ""] if heading else []
+    out += ["### Cross-domain (corruption accuracy %, clean in parentheses)", ""]
     cd = cross_domain_corruption(df)
     tracks = [t for t in df["track"].drop_duplicates()]
     out.append("| defense | " + " | ".join(md(t) for t in tracks) + " | mean rank | domains |")

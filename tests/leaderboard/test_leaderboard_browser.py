@@ -88,3 +88,25 @@ def test_hostile_strings_render_as_text(browser, serve, xss_frame, tmp_path):
     assert any(t.startswith("</span><script>alert(3)</script>") for t in titles), titles
     assert not any(ev.get("method") == "Page.javascriptDialogOpening" for ev in browser.events)
     assert browser.errors() == []
+
+
+def test_corruption_boards_render_from_the_committed_results(browser, serve, tmp_path):
+    """The published results/ hold corruption results on three domains: the index shows the cross-domain
+    corruption table and one board per corruption track, with the numbers of the files."""
+    from leaderboard.corruption import collect_corruptions
+
+    results = Path(__file__).resolve().parents[2] / "results"
+    cdf, bad = collect_corruptions(results)
+    assert bad == [] and set(cdf["domain"]) == {"image", "speech", "text"}
+    built = build(results, tmp_path / "site", markdown=tmp_path / "L.md")
+    base = serve(built.site)
+    browser.goto(base + "index.html")
+    rows = browser.js("Array.from(document.querySelectorAll('#corruption-cross-domain tbody tr'))"
+                      ".map(r => Array.from(r.cells).map(c => c.textContent.trim()))")
+    assert sorted(r[0] for r in rows) == sorted(set(cdf["defense"]))
+    n_boards = browser.js("document.querySelectorAll('table[id^=\"corruption-\"]:not(#corruption-cross-domain)').length")
+    assert n_boards == cdf["track"].nunique()
+    first = browser.js("Array.from(document.querySelectorAll('#corruption-0 tbody tr')[0].cells).map(c => c.textContent)")
+    top = cdf[cdf["track"] == cdf["track"].iloc[0]].iloc[0]
+    assert first[2] == top["defense"] and first[4] == f"{100 * top['corruption']:.1f}"
+    assert browser.errors() == []
