@@ -97,7 +97,15 @@ def corruption_metrics(out: dict[str, Any]) -> dict[str, Any]:
         name, s = cid.rsplit("@", 1)
         per.setdefault(name, {})[s] = float(ok.double().mean())
     accs = [a for d in per.values() for a in d.values()]
+    from bench.stats import bootstrap_mean, wilson
+
+    clean = out["clean"]
+    per_example = torch.stack([v.double() for v in out["cells"].values()]).mean(0) if out["cells"] else None
+    intervals = {"clean_accuracy": list(wilson(int(clean.sum()), len(clean)))}
+    if per_example is not None:  # the mean over cells is not binomial: bootstrap over examples (Efron 1979)
+        intervals["corruption_accuracy"] = list(bootstrap_mean(per_example.tolist(), seed=0))
     return {
+        "intervals": intervals,
         "clean_accuracy": float(out["clean"].double().mean()),
         "corruption_accuracy": float(sum(accs) / len(accs)) if accs else 0.0,
         "per_corruption": per,

@@ -171,6 +171,22 @@ def _sweep(model, x, y, idx, track: Track, suite, seed: int, device, headline: E
     return points
 
 
+def accuracy_intervals(metrics: dict[str, Any], n: int, headline: tuple[str, str]) -> dict[str, list[float]]:
+    """95% Wilson intervals (:func:`bench.stats.wilson_of`) of the accuracies a result reports: clean and
+    robust over all ``n`` examples, and the headline ones over the examples they count (``n_keywords``
+    for keyword-only accuracy). WER has none: per-utterance word errors are not stored."""
+    from bench.stats import wilson_of
+
+    out = {}
+    for key in ("clean_accuracy", "robust_accuracy", *headline):
+        v = metrics.get(key)
+        if not isinstance(v, (int, float)) or key.endswith("_wer"):
+            continue
+        count = int(metrics.get("n_keywords", n)) if key.endswith("_keywords") else n
+        out[key] = [float(x) for x in wilson_of(float(v), count)]
+    return out
+
+
 def result_document(track: Track, report: EvalReport, *, model: str, defense: str, seed: int,
                     ckpt_config: dict[str, Any], checkpoint_sha256: str | None, eval_seconds: float,
                     device: Any, eps_sweep: list | None = None, flags: dict | None = None,
@@ -183,6 +199,7 @@ def result_document(track: Track, report: EvalReport, *, model: str, defense: st
     if extra_metrics:
         metrics.update(extra_metrics)
     clean_key, robust_key = track.headline_keys
+    metrics["intervals"] = accuracy_intervals(metrics, report.n, (clean_key, robust_key))
     doc = {
         "schema_version": SCHEMA_VERSION,
         "track": track.id,

@@ -27,6 +27,7 @@ BASE_COLUMNS = [
 TAIL_COLUMNS = [
     "headline", "clean_accuracy", "robust_accuracy", "clean_wer", "robust_wer",
     "paper", "paper_url", "venue",
+    "n_headline", "clean_lo", "clean_hi", "robust_lo", "robust_hi", "robust_bits", "tie_p",
     "train_seconds", "eval_seconds", "train_epochs", "official", "flags", "flag_details", "eps_sweep", "sweep_metric",
     "attack_metric",
     "version", "commit", "seed", "checkpoint_sha256", "device", "torch_version", "timestamp", "config_hash", "path",
@@ -146,13 +147,69 @@ def row_of(doc: dict[str, Any], rel_path: str) -> dict[str, Any]:
     }
     for name, v in per_attack.items():
         row[f"attack:{name}"] = float(v)
+    row.update(_confidence(doc, row))
     return row
 
 
-def _rank(df: pd.DataFrame) -> pd.Series:
-    """Rank within each track: best robust number first (highest accuracy, lowest WER); ties share a rank."""
-    key = df["robust"].where(df["higher_is_better"], -df["robust"])
-    return key.groupby(df["track"]).rank(method="min", ascending=False).fillna(len(df)).astype(int)
+#: a defense shares the rank of the one above it unless an exact McNemar test on the per-example
+#: headline outcomes says they differ at this level (two-sided)
+ALPHA = 0.05
+
+
+def _confidence(doc: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    """Wilson intervals of the headline accuracies (over the examples the headline counts: all of them,
+    or e.g. the keyword clips for KWS) and the outcome string the paired test uses (only when the
+    headline is the all-example robust accuracy, whose outcomes the file stores). WER tracks get no
+    interval: per-utterance word errors are not stored in the result files."""
+    from bench.stats import wilson_of
+
+    m = doc["metrics"]
+    n_head = int(m.get("n_keywords", doc["n"])) if row["headline"] == "robust_accuracy_keywords" else int(doc["n"])
+    out: dict[str, Any] = {"n_headline": n_head, "robust_bits": None, "tie_p": math.nan,
+                           "clean_lo": math.nan, "clean_hi": math.nan, "robust_lo": math.nan, "robust_hi": math.nan}
+    if row["metric"] == "wer":
+        return out
+    out["clean_lo"], out["clean_hi"] = wilson_of(row["clean"], n_head)
+    out["robust_lo"], out["robust_hi"] = wilson_of(row["robust"], n_head)
+    if row["headline"] == "robust_accuracy":
+        out["robust_bits"] = (doc.get("per_example") or {}).get("robust")
+    return out
+
+
+def chain_ranks(values: list[float], bits: list[Any], higher_is_better: bool = True) -> tuple[list[int], list[float]]:
+    """Ranks of already sorted rows (best first) where a row shares the rank of the row above it when
+    their headline numbers are equal, or when an exact McNemar test on their per-example outcomes
+    finds no significant difference (p >= :data:`ALPHA`). Shared ranks take the smaller number
+    (competition ranking: 1, 1, 3). Returns the ranks and each row's p-value against the row above
+    (NaN where no test ran)."""
+    from bench.stats import paired_outcomes_p
+
+    ranks: list[int] = []
+    ps: list[float] = []
+    for i, v in enumerate(values):
+        if i == 0:
+            ranks.append(1)
+            ps.append(math.nan)
+            continue
+        p = paired_outcomes_p(bits[i], bits[i - 1]) if bits[i] is not None and bits[i - 1] is not None else None
+        ps.append(math.nan if p is None else p)
+        same = v == values[i - 1] or (p is not None and p >= ALPHA)
+        ranks.append(ranks[-1] if same else i + 1)
+    return ranks, ps
+
+
+def _rank(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Rank within each track: best robust number first (highest accuracy, lowest WER); equal numbers,
+    and numbers not significantly different from the one above (:func:`chain_ranks`), share a rank.
+    Returns the ranks and the p-values against the row above."""
+    key = df["robust"].where(df["higher_is_better"], -df["robust"]).fillna(-math.inf)
+    ranks = pd.Series(len(df), index=df.index, dtype=int)
+    ps = pd.Series(math.nan, index=df.index, dtype=float)
+    for _, sub in df.assign(_key=key).groupby("track"):
+        sub = sub.sort_values(["_key", "model", "defense"], ascending=[False, True, True], kind="mergesort")
+        r, p = chain_ranks(list(sub["_key"]), list(sub["robust_bits"]))
+        ranks[sub.index], ps[sub.index] = r, p
+    return ranks, ps
 
 
 def _rows(root: Path, source: str) -> tuple[list[dict[str, Any]], list[str], int]:
@@ -194,10 +251,13 @@ def collect(root: str | Path, user: str | Path | None = None) -> Collection:
     df = pd.DataFrame(rows)
     if df.empty:
         return Collection(pd.DataFrame(columns=BASE_COLUMNS + TAIL_COLUMNS), tuple(bad), n)
-    df["rank"] = _rank(df)
+    df["rank"], df["tie_p"] = _rank(df)
     attacks = sorted(c for c in df.columns if c.startswith("attack:"))
     df = df[BASE_COLUMNS + attacks + TAIL_COLUMNS]
-    df = df.sort_values(["domain", "track", "rank", "model", "defense"], kind="mergesort").reset_index(drop=True)
+    # within a shared rank, the headline order the paired tests ran in ("p vs above" is the row above)
+    order = df["robust"].where(df["higher_is_better"], -df["robust"]).fillna(-math.inf)
+    df = df.assign(_order=-order).sort_values(["domain", "track", "rank", "_order", "model", "defense"],
+                                              kind="mergesort").drop(columns="_order").reset_index(drop=True)
     return Collection(df, tuple(bad), n)
 
 
@@ -244,7 +304,8 @@ def cross_domain(df: pd.DataFrame) -> pd.DataFrame:
     """Rows = defenses, columns = ``<track>:robust`` / ``<track>:clean`` (best model per defense), mean rank.
 
     The mean rank averages, over domains, the defense's mean rank among the
-    defenses of that domain's tracks (so a domain with many tracks does not
+    defenses of that domain's tracks (ranks shared where the paired test finds no difference,
+    :func:`chain_ranks`) (so a domain with many tracks does not
     outweigh the others); ``domains`` counts the domains it was ranked in. A
     track evaluated with one defense only shows its cells but ranks nothing
     (its single defense would come first there by default).
@@ -260,11 +321,14 @@ def cross_domain(df: pd.DataFrame) -> pd.DataFrame:
         cols[f"{track}:robust"] = best["robust"]
         cols[f"{track}:clean"] = best["clean"]
         cols[f"{track}:official"] = best.get("official", True)
+        if "robust_lo" in best:
+            cols[f"{track}:robust_lo"], cols[f"{track}:robust_hi"] = best["robust_lo"], best["robust_hi"]
         if len(best) < 2:
             continue
-        key = best["robust"] if better else -best["robust"]
-        for d, r in key.rank(method="min", ascending=False).items():
-            ranks.setdefault(d, {}).setdefault(domain, []).append(int(r))
+        bits = best["robust_bits"] if "robust_bits" in best else pd.Series(None, index=best.index)
+        r, _ = chain_ranks(list(best["robust"] if better else -best["robust"]), list(bits))
+        for d, rank in zip(best.index, r):
+            ranks.setdefault(d, {}).setdefault(domain, []).append(int(rank))
     out = pd.DataFrame(cols, index=pd.Index(defenses, name="defense"))
     out["mean_rank"] = [
         sum(sum(v) / len(v) for v in ranks[d].values()) / len(ranks[d]) if d in ranks else math.nan for d in defenses

@@ -8,7 +8,7 @@ from pathlib import Path
 from bench.checkpoint import atomic_write_bytes
 from leaderboard import plots
 from leaderboard.aggregate import Collection, collect, tracks, training_costs
-from leaderboard.corruption import collect_corruptions, corruption_html, corruption_markdown
+from leaderboard.corruption import collect_corruptions, corruption_html, corruption_markdown, corruption_mean_ranks
 from leaderboard.markdown import leaderboard_markdown
 from leaderboard.site import index_html, track_html, track_page
 
@@ -58,7 +58,8 @@ def build(results: str | Path = "results", out: str | Path | None = None,
     cdf, cbad = collect_corruptions(results, user)
     if cbad:
         col = Collection(col.frame, col.problems + tuple(cbad), col.files)
-    md_text = leaderboard_markdown(df, col.problems, training_costs(results)) + \
+    ranks = corruption_mean_ranks(cdf)
+    md_text = leaderboard_markdown(df, col.problems, training_costs(results), ranks) + \
         ("\n" + corruption_markdown(cdf) if not cdf.empty else "")
     md_path = _write(Path(markdown) if markdown is not None else default_markdown(home), md_text)
     _write(site / "LEADERBOARD.md", md_text)
@@ -80,5 +81,5 @@ def build(results: str | Path = "results", out: str | Path | None = None,
                 images.append(p)
             pages.append(_write(site / track_page(track), track_html(df, track, f"plots/{name}" if p else None)))
     pages.insert(0, _write(site / "index.html", index_html(df, index_plots, col.problems, col.files,
-                                                       extra=corruption_html(cdf))))
+                                                       extra=corruption_html(cdf), corruption_ranks=ranks)))
     return Built(site, md_path, csv_path, tuple(pages), tuple(images), col)

@@ -20,7 +20,7 @@ from bench.corruption_eval import mean_corruption_error
 from bench.results import is_corruption, problems, result_files
 
 COLUMNS = ["domain", "track", "dataset", "corruption_set", "rank", "model", "defense", "n", "clean", "corruption",
-           "mce", "seeds", "n_cells", "train_seconds", "eval_seconds", "commit", "seed", "checkpoint_sha256", "path", "source"]
+           "ci", "mce", "seeds", "n_cells", "train_seconds", "eval_seconds", "commit", "seed", "checkpoint_sha256", "path", "source"]
 #: the defense mCE is measured against (its own value is 100 by definition)
 BASELINE = "erm"
 
@@ -64,6 +64,7 @@ def collect_corruptions(root: str | Path, user: str | Path | None = None) -> tup
             "defense": doc["defense"] + (USER_MARK if user_row else ""), "n": doc["n"],
             "clean": m["clean_accuracy"], "corruption": m["corruption_accuracy"],
             "mce": mean_corruption_error(doc, ref) if ref is not None else math.nan,
+            "ci": _ci(doc),
             "n_cells": sum(len(v) for v in m["per_corruption"].values()),
             "seeds": seeds_cell(doc),
             "train_seconds": doc["cost"].get("train_seconds"), "eval_seconds": doc["cost"].get("eval_seconds"),
@@ -81,6 +82,20 @@ def collect_corruptions(root: str | Path, user: str | Path | None = None) -> tup
     per = sorted(c for c in df.columns if c.startswith("c:"))
     df = df[COLUMNS + per].sort_values(["domain", "track", "rank", "model", "defense"], kind="mergesort")
     return df.reset_index(drop=True), bad
+
+
+def _ci(doc: dict[str, Any]) -> str:
+    """The 95% interval of the corruption accuracy: percentile bootstrap over examples of each example's
+    mean over the cells (from the file's per-example outcomes, so old files get one too)."""
+    from bench.stats import bootstrap_mean
+
+    cells = list((doc.get("per_example") or {}).get("cells", {}).values())
+    if not cells:
+        return ""
+    n = len(cells[0])
+    per = [sum(c[i] == "1" for c in cells) / len(cells) for i in range(n)]
+    lo, hi = bootstrap_mean(per, seed=0)
+    return f"[{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
 def seeds_cell(doc: dict[str, Any]) -> str:
@@ -117,6 +132,15 @@ def cross_domain_corruption(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index().sort_values(["mean_rank", "defense"], kind="mergesort").reset_index(drop=True)
 
 
+def corruption_mean_ranks(df: pd.DataFrame) -> dict[str, float]:
+    """Defense -> its mean rank on the corruption tracks (the cross-domain corruption table's), for the
+    column next to the attack board's mean rank; empty without corruption results."""
+    if df.empty:
+        return {}
+    cd = cross_domain_corruption(df)
+    return {d: float(r) for d, r in zip(cd["defense"], cd["mean_rank"]) if not math.isnan(r)}
+
+
 def _pct(v) -> str:
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
 
@@ -128,7 +152,8 @@ def _mce(v) -> str:
 NOTE = ("Corruption accuracy: mean over every (corruption, severity) cell of the track, on the same fixed "
         "evaluation subset as the attack track whose checkpoints it evaluates. mCE (Hendrycks & Dietterich 2019): "
         "the corruption errors summed over severities relative to the same model's ERM, averaged over corruptions, "
-        "in % (ERM = 100; lower is better). Across seeds: mean ± sd of the corruption accuracy over training seeds, "
+        "in % (ERM = 100; lower is better). 95% CI: percentile bootstrap over examples. Across seeds: "
+        "mean ± sd of the corruption accuracy over training seeds, "
         "when the recipe was trained with several. Per-corruption columns: accuracy averaged over severities.")
 
 
@@ -157,12 +182,12 @@ def corruption_markdown(df: pd.DataFrame, heading: bool = True) -> str:
         out += ["", f"### {md(track)}", "",
                 f"dataset {md(first['dataset'])} · corruption set {md(first['corruption_set'])} · n {int(first['n'])} "
                 f"· {int(first['n_cells'])} cells", ""]
-        out.append("| rank | model | defense | clean % | corruption % | mCE | across seeds % | "
+        out.append("| rank | model | defense | clean % | corruption % | 95% CI | mCE | across seeds % | "
                    + " | ".join(md(c[2:]) for c in per) + " |")
-        out.append("|---|---|---|---|---|---|---|" + "---|" * len(per))
+        out.append("|---|---|---|---|---|---|---|---|" + "---|" * len(per))
         for r in sub.to_dict("records"):
             out.append(f"| {r['rank']} | {md(r['model'])} | {md(r['defense'])} | {_pct(r['clean'])} | "
-                       f"{_pct(r['corruption'])} | {_mce(r['mce'])} | {r['seeds']} | "
+                       f"{_pct(r['corruption'])} | {r['ci']} | {_mce(r['mce'])} | {r['seeds']} | "
                        + " | ".join(_pct(r[c]) for c in per) + " |")
     return "\n".join(out) + "\n"
 
@@ -194,13 +219,13 @@ def corruption_html(df: pd.DataFrame) -> str:
         body.append(f'<h3>{e(track)}</h3><p class="sub">dataset {e(first["dataset"])} · corruption set '
                     f'{e(first["corruption_set"])} · n {e(int(first["n"]))} · {e(int(first["n_cells"]))} cells</p>')
         header = [("rank", ""), ("model", "t"), ("defense", "t"), ("clean %", ""), ("corruption %", ""),
-                  ("mCE", ""), ("across seeds %", "")] + [(e(c[2:]), "") for c in per]
+                  ("95% CI", ""), ("mCE", ""), ("across seeds %", "")] + [(e(c[2:]), "") for c in per]
         rows = []
         for r in sub.to_dict("records"):
             cells = [_td(str(r["rank"]), sort=r["rank"]), _td(r["model"], cls="t"), _td(r["defense"], cls="t"),
                      _td(_pct(r["clean"]), sort=_num_attr(r["clean"])),
                      _td(_pct(r["corruption"]), sort=_num_attr(r["corruption"])),
-                     _td(_mce(r["mce"]), sort=_num_attr(r["mce"])), _td(r["seeds"])]
+                     _td(r["ci"]), _td(_mce(r["mce"]), sort=_num_attr(r["mce"])), _td(r["seeds"])]
             cells += [_td(_pct(r[c]), sort=_num_attr(r[c])) for c in per]
             rows.append('<tr class="result-row">' + "".join(cells) + "</tr>")
         body.append(_table(f"corruption-{i}", header, rows))

@@ -71,7 +71,9 @@ def render_region(what: str, df: pd.DataFrame, results: str | Path = "results") 
 
     words = what.split()
     if words == ["cross-domain"]:
-        return cross_domain_markdown(df)
+        from leaderboard.corruption import collect_corruptions, corruption_mean_ranks
+
+        return cross_domain_markdown(df, corruption_mean_ranks(collect_corruptions(results)[0]))
     if len(words) == 2 and words[0] == "track":
         if words[1] not in set(df["track"]):
             return f"(no result file of track {words[1]} under results/)"

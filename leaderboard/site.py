@@ -17,7 +17,7 @@ import pandas as pd
 
 from leaderboard.aggregate import attack_columns, cross_domain, tracks
 from leaderboard.flags import FLAG_EXPLANATIONS
-from leaderboard.markdown import attack_unit, cross_cell, pct, rank_cell, safe_url, seconds
+from leaderboard.markdown import attack_unit, ci_cell, cross_cell, p_cell, pct, rank_cell, safe_url, seconds
 
 CSP = ("default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
        "base-uri 'none'; form-action 'none'")
@@ -84,8 +84,10 @@ def _num_attr(v) -> str:
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(float(v))
 
 
-def _td(text: str, sort=None, cls: str = "", raw: bool = False) -> str:
+def _td(text: str, sort=None, cls: str = "", raw: bool = False, title: str = "") -> str:
     attrs = f' class="{cls}"' if cls else ""
+    if title:
+        attrs += ' title="' + e(title) + '"'
     if sort is not None:
         attrs += f' data-sort="{e(sort)}"'
     return f"<td{attrs}>{text if raw else e(text)}</td>"
@@ -134,19 +136,25 @@ def _table(tid: str, header: list[tuple[str, str]], rows: list[str]) -> str:
             + "\n".join(rows) + "\n</tbody></table>")
 
 
-def cross_domain_html(df: pd.DataFrame) -> str:
+def cross_domain_html(df: pd.DataFrame, corruption_ranks: dict[str, float] | None = None) -> str:
     cd = cross_domain(df)
     trs = tracks(df)
     header = [("defense", "t")] + [
         (f'<a href="{e(track_page(t))}">{e(t)}</a><br><small>{e(dom)} · {"WER ↓" if metric == "wer" else "acc"}'
-         "</small>", "") for dom, t, metric in trs] + [("mean rank", ""), ("domains", "")]
+         "</small>", "") for dom, t, metric in trs] + [("mean rank", ""), ("domains", "")] \
+        + ([('<a href="#corruptions">corruption mean rank</a>', "")] if corruption_ranks else [])
     rows = []
     for r in cd.to_dict("records"):
         cells = [_td(r["defense"], cls="t")]
         for _, t, _m in trs:
             rob, cl = r[f"{t}:robust"], r[f"{t}:clean"]
-            cells.append(_td(cross_cell(rob, cl, r[f"{t}:official"]), sort=_num_attr(rob)))
+            ci = ci_cell(r.get(f"{t}:robust_lo"), r.get(f"{t}:robust_hi"))
+            cells.append(_td(cross_cell(rob, cl, r[f"{t}:official"]), sort=_num_attr(rob),
+                             title=f"robust 95% CI {ci}" if ci else ""))
         cells += [_td(rank_cell(r["mean_rank"]), sort=_num_attr(r["mean_rank"])), _td(str(r["domains"]))]
+        if corruption_ranks:
+            cr = corruption_ranks.get(r["defense"], math.nan)
+            cells.append(_td(rank_cell(cr), sort=_num_attr(cr)))
         rows.append('<tr class="result-row">' + "".join(cells) + "</tr>")
     return _table("cross-domain", header, rows)
 
@@ -154,7 +162,8 @@ def cross_domain_html(df: pd.DataFrame) -> str:
 def track_table_html(sub: pd.DataFrame) -> str:
     attacks = attack_columns(sub)
     unit = "WER %" if sub["metric"].iloc[0] == "wer" else "%"
-    header = [("rank", ""), ("model", "t"), ("defense", "t"), (f"clean {unit}", ""), (f"robust {unit}", "")] \
+    header = [("rank", ""), ("model", "t"), ("defense", "t"), (f"clean {unit}", ""), (f"robust {unit}", ""),
+              ("clean 95% CI", ""), ("robust 95% CI", ""), ("p vs above", "")] \
         + [(e(a.split(":", 1)[1] + attack_unit(sub)), "") for a in attacks] \
         + [("train s", ""), ("eval s", ""), ("flags", "t"), ("provenance", "t")]
     rows = []
@@ -166,14 +175,27 @@ def track_table_html(sub: pd.DataFrame) -> str:
                 f' · {e(r["device"])} · {e(r["timestamp"])}</span>')
         cells = [_td(str(r["rank"]), sort=r["rank"]), _td(model_html(r), sort=r["model"], cls="t", raw=True),
                  _td(r["defense"], cls="t"), _td(pct(r["clean"]), sort=_num_attr(r["clean"])),
-                 _td(pct(r["robust"]), sort=_num_attr(r["robust"]))]
-        cells += [_td(pct(r[a]), sort=_num_attr(r[a])) for a in attacks]
+                 _td(pct(r["robust"]), sort=_num_attr(r["robust"])),
+                 _td(ci_cell(r.get("clean_lo"), r.get("clean_hi")), sort=_num_attr(r.get("clean_lo"))),
+                 _td(ci_cell(r.get("robust_lo"), r.get("robust_hi")), sort=_num_attr(r.get("robust_lo"))),
+                 _td(p_cell(r.get("tie_p")), sort=_num_attr(r.get("tie_p")))]
+        cells += [_td(pct(r[a]), sort=_num_attr(r[a]), title=_attack_ci(r[a], r["n"], sub)) for a in attacks]
         cells += [_td(seconds(r["train_seconds"]), sort=_num_attr(r["train_seconds"])),
                   _td(seconds(r["eval_seconds"]), sort=_num_attr(r["eval_seconds"])),
                   _td(badges(r["flag_details"]), sort=r["flags"], cls="t", raw=True),
                   _td(prov, sort=r["timestamp"], cls="t", raw=True)]
         rows.append('<tr class="result-row">' + "".join(cells) + "</tr>")
     return _table("results", header, rows)
+
+
+def _attack_ci(v, n, sub) -> str:
+    """Tooltip of a per-attack accuracy: its Wilson interval over the n examples (accuracy columns only)."""
+    from bench.stats import wilson_of
+
+    if sub["metric"].iloc[0] == "wer" or v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    lo, hi = wilson_of(float(v), int(n))
+    return f"95% CI {ci_cell(lo, hi)}"
 
 
 def flag_legend() -> str:
@@ -183,7 +205,7 @@ def flag_legend() -> str:
 
 
 def index_html(df: pd.DataFrame, plots: dict[str, str], problems: tuple[str, ...], n_files: int,
-               extra: str = "") -> str:
+               extra: str = "", corruption_ranks: dict[str, float] | None = None) -> str:
     """The site's index; ``extra``: more boards (HTML) after the attack tracks (the corruption boards)."""
     trs = tracks(df)
     domains = sorted(df["domain"].unique()) if not df.empty else []
@@ -199,7 +221,7 @@ def index_html(df: pd.DataFrame, plots: dict[str, str], problems: tuple[str, ...
                  '<p class="note">Cells: robust (clean) accuracy in %, best model per defense; WER tracks (↓) show '
                  "robust (clean) word error rate, lower is better. Mean rank: per domain, the defense's mean rank "
                  "over that domain's tracks, averaged over the domains it was evaluated on.</p>",
-                 cross_domain_html(df), "<h2>Plots</h2>", '<div class="plots">']
+                 cross_domain_html(df, corruption_ranks), "<h2>Plots</h2>", '<div class="plots">']
         body += [f'<img src="{e(src)}" alt="{e(alt)}">' for alt, src in sorted(plots.items())]
         body.append("</div><h2>Tracks</h2>")
         rows = []

@@ -161,7 +161,7 @@ def test_leaderboard_has_a_corruption_board_with_mce(run_dir, tmp_path):
     mce = mean_corruption_error(better, erm)
     assert mce < 100
     row = next(line for line in text.splitlines() if line.startswith("| 1 | smallcnn | pgd-at |"))
-    assert f"| {100 * better['metrics']['corruption_accuracy']:.1f} | {mce:.1f} |  |" in row
+    assert f"| {100 * better['metrics']['corruption_accuracy']:.1f} | [" in row and f"] | {mce:.1f} |  |" in row
     assert "| 2 | smallcnn | erm |" in text and "| 100.0 |" in text
     html = (tmp_path / "site" / "index.html").read_text()
     assert 'id="corruption-cross-domain"' in html and "test-c" in html
