@@ -77,12 +77,11 @@ def _babble(x, severity, rng, aux, talkers: int = 4):
     pool = torch.as_tensor(aux["pool"], dtype=x.dtype)
     n, t = x.shape
     pool = pool[:, :t] if pool.shape[1] >= t else torch.nn.functional.pad(pool, (0, t - pool.shape[1]))
-    pick = torch.from_numpy(rng.integers(0, len(pool), size=(n, talkers)))
-    shift = rng.integers(0, t, size=(n, talkers))
     babble = torch.zeros_like(x)
-    for k in range(talkers):
-        src = pool[pick[:, k]]
-        babble += torch.stack([torch.roll(src[i], int(shift[i, k])) for i in range(n)])
+    for i in range(n):  # draws example by example, so a prefix of the batch gets the same babble
+        pick, shift = rng.integers(0, len(pool), size=talkers), rng.integers(0, t, size=talkers)
+        for k in range(talkers):
+            babble[i] += torch.roll(pool[int(pick[k])], int(shift[k]))
     return mix_at_snr(x, babble, NOISE_SNR_DB[severity - 1])
 
 

@@ -96,3 +96,9 @@ def test_plasma_is_a_normalised_fractal():
     p = plasma(np.random.default_rng(0), 32)
     assert p.shape == (32, 32) and p.min() == 0.0 and p.max() == 1.0
     assert abs(np.corrcoef(p[:, :-1].ravel(), p[:, 1:].ravel())[0, 1]) > 0.5  # smooth, not white noise
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_prefix_of_the_batch_is_corrupted_the_same(digits, name):
+    c = get_corruption(f"image/{name}")
+    assert torch.equal(c(digits[:5], 1, seed=0), c(digits, 1, seed=0)[:5])

@@ -107,3 +107,11 @@ def test_reverb_tail_follows_rt60():
     e = h.pow(2)
     early, late = e[1:800].mean(), e[-800:].mean()  # first and last 50 ms
     assert 10 * math.log10(early / late) > 45  # ~60 dB of decay over RT60 (noisy estimate)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_prefix_of_the_batch_is_corrupted_the_same(name):
+    """`xrobust run quick` re-checks published outcomes on a prefix of the subset: corrupting the first k
+    examples alone must give what they got in the whole batch."""
+    c = get_corruption(f"speech/{name}")
+    assert torch.equal(c(X[:3], 4, seed=0, aux=AUX), c(X, 4, seed=0, aux=AUX)[:3])

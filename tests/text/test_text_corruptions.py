@@ -81,3 +81,9 @@ def test_contractions_round_trip_and_keep_negation():
     assert out == "I don't like it. It's bad and I can't stay."
     back = c(TextList([out]), 5, seed=0)[0]
     assert back == "I do not like it. It is bad and I can not stay."
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_prefix_of_the_batch_is_corrupted_the_same(name):
+    c = get_corruption(f"text/{name}")
+    assert c(TextList(TEXTS[:7]), 4, seed=0) == c(TEXTS, 4, seed=0)[:7]
