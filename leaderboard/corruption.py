@@ -73,6 +73,7 @@ def collect_corruptions(root: str | Path, user: str | Path | None = None) -> tup
         }
         for name, acc in (m.get("per_corruption_mean") or {}).items():
             row[f"c:{name}"] = acc
+        row.update({f"ci:{name}": ci for name, ci in _corruption_cis(doc).items()})
         rows.append(row)
     if not rows:
         return pd.DataFrame(columns=COLUMNS), bad
@@ -80,8 +81,25 @@ def collect_corruptions(root: str | Path, user: str | Path | None = None) -> tup
     df["mce"] = df["mce"].astype(float)
     df["rank"] = df["corruption"].groupby(df["track"]).rank(method="min", ascending=False).astype(int)
     per = sorted(c for c in df.columns if c.startswith("c:"))
-    df = df[COLUMNS + per].sort_values(["domain", "track", "rank", "model", "defense"], kind="mergesort")
+    cis = sorted(c for c in df.columns if c.startswith("ci:"))
+    df = df[COLUMNS + per + cis].sort_values(["domain", "track", "rank", "model", "defense"], kind="mergesort")
     return df.reset_index(drop=True), bad
+
+
+def _corruption_cis(doc: dict[str, Any]) -> dict[str, str]:
+    """Per corruption: the bootstrap interval (over examples) of its accuracy averaged over severities."""
+    from bench.stats import bootstrap_mean
+
+    cells = (doc.get("per_example") or {}).get("cells", {})
+    by_name: dict[str, list[str]] = {}
+    for cid, bits in cells.items():
+        by_name.setdefault(cid.rsplit("@", 1)[0], []).append(bits)
+    out = {}
+    for name, rows in by_name.items():
+        per = [sum(b[i] == "1" for b in rows) / len(rows) for i in range(len(rows[0]))]
+        lo, hi = bootstrap_mean(per, seed=0)
+        out[name] = f"95% CI [{100 * lo:.1f}, {100 * hi:.1f}]"
+    return out
 
 
 def _ci(doc: dict[str, Any]) -> str:
@@ -121,6 +139,7 @@ def cross_domain_corruption(df: pd.DataFrame) -> pd.DataFrame:
         best = df[df["track"] == track].sort_values(["corruption", "clean"], ascending=False, kind="mergesort") \
             .drop_duplicates("defense").set_index("defense")
         cols[f"{track}:corruption"], cols[f"{track}:clean"] = best["corruption"], best["clean"]
+        cols[f"{track}:ci"] = best["ci"]
         if len(best) < 2:
             continue
         for d, r in best["corruption"].rank(method="min", ascending=False).items():
@@ -139,6 +158,13 @@ def corruption_mean_ranks(df: pd.DataFrame) -> dict[str, float]:
         return {}
     cd = cross_domain_corruption(df)
     return {d: float(r) for d, r in zip(cd["defense"], cd["mean_rank"]) if not math.isnan(r)}
+
+
+def _wilson_title(v, n) -> str:
+    from bench.stats import wilson_of
+
+    lo, hi = wilson_of(float(v), int(n))
+    return "" if math.isnan(lo) else f"95% CI [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
 def _pct(v) -> str:
@@ -207,7 +233,9 @@ def corruption_html(df: pd.DataFrame) -> str:
         cells = [_td(r["defense"], cls="t")]
         for t in tracks:
             v = r[f"{t}:corruption"]
-            cells.append(_td("–" if math.isnan(v) else f"{_pct(v)} ({_pct(r[f'{t}:clean'])})", sort=_num_attr(v)))
+            ci = r.get(f"{t}:ci")
+            cells.append(_td("–" if math.isnan(v) else f"{_pct(v)} ({_pct(r[f'{t}:clean'])})", sort=_num_attr(v),
+                             title=f"corruption accuracy 95% CI {ci}" if isinstance(ci, str) and ci else ""))
         cells += [_td("–" if math.isnan(r["mean_rank"]) else f"{r['mean_rank']:.2f}", sort=_num_attr(r["mean_rank"])),
                   _td(str(r["domains"]))]
         rows.append('<tr class="result-row">' + "".join(cells) + "</tr>")
@@ -223,10 +251,10 @@ def corruption_html(df: pd.DataFrame) -> str:
         rows = []
         for r in sub.to_dict("records"):
             cells = [_td(str(r["rank"]), sort=r["rank"]), _td(r["model"], cls="t"), _td(r["defense"], cls="t"),
-                     _td(_pct(r["clean"]), sort=_num_attr(r["clean"])),
+                     _td(_pct(r["clean"]), sort=_num_attr(r["clean"]), title=_wilson_title(r["clean"], r["n"])),
                      _td(_pct(r["corruption"]), sort=_num_attr(r["corruption"])),
                      _td(r["ci"]), _td(_mce(r["mce"]), sort=_num_attr(r["mce"])), _td(r["seeds"])]
-            cells += [_td(_pct(r[c]), sort=_num_attr(r[c])) for c in per]
+            cells += [_td(_pct(r[c]), sort=_num_attr(r[c]), title=r.get("ci:" + c[2:]) or "") for c in per]
             rows.append('<tr class="result-row">' + "".join(cells) + "</tr>")
         body.append(_table(f"corruption-{i}", header, rows))
     return "\n".join(body)

@@ -109,4 +109,9 @@ def test_corruption_boards_render_from_the_committed_results(browser, serve, tmp
     first = browser.js("Array.from(document.querySelectorAll('#corruption-0 tbody tr')[0].cells).map(c => c.textContent)")
     top = cdf[cdf["track"] == cdf["track"].iloc[0]].iloc[0]
     assert first[2] == top["defense"] and first[4] == f"{100 * top['corruption']:.1f}"
+    titles = browser.js("Array.from(document.querySelectorAll('#corruption-0 tbody tr')[0].cells).map(c => c.title)")
+    assert titles[3].startswith("95% CI") and titles[8:] and all(t.startswith("95% CI") for t in titles[8:])
+    cross = browser.js("Array.from(document.querySelectorAll('#corruption-cross-domain tbody td[data-sort]'))"
+                       ".filter(c => c.textContent.trim() !== '–').map(c => c.title)")
+    assert cross and all("95% CI" in t for t in cross if t) and any("95% CI" in t for t in cross)
     assert browser.errors() == []
