@@ -107,7 +107,7 @@ def track_markdown(df: pd.DataFrame, track: str) -> str:
     attacks = attack_columns(sub)
     wer = sub["metric"].iloc[0] == "wer"
     unit = "WER %" if wer else "%"
-    header = ["rank", "model", "defense", f"clean {unit}", f"robust {unit}", "robust 95% CI", "p vs above"] \
+    header = ["rank", "model", "defense", f"clean {unit}", f"robust {unit}", "robust 95% CI", "p vs leader"] \
         + [md(a.split(":", 1)[1]) + attack_unit(sub) for a in attacks] + ["train s", "flags"]
     rows = []
     for r in sub.to_dict("records"):
@@ -120,10 +120,10 @@ def track_markdown(df: pd.DataFrame, track: str) -> str:
 
 #: under every track table: what the interval and the shared ranks mean
 TIE_NOTE = ("95% CI: Wilson score interval of the robust accuracy over the examples the headline counts. "
-            "p vs above: exact McNemar test on the per-example robust outcomes against the row above; a row "
-            "with p >= 0.05 is not significantly different from it and shares its rank (cross-domain mean "
-            "ranks use these shared ranks). WER tracks: no interval or test (per-utterance errors are not "
-            "stored).")
+            "p vs leader: exact McNemar test on the per-example robust outcomes against the first row of the rank "
+            "group above; with p >= 0.05 the row is not significantly different from that leader and shares its "
+            "rank, marked (=); otherwise it starts a new group (cross-domain mean ranks use these shared ranks). "
+            "WER tracks: no interval or test (per-utterance errors are not stored).")
 
 
 def ci_cell(lo, hi) -> str:
@@ -134,7 +134,7 @@ def ci_cell(lo, hi) -> str:
 
 
 def p_cell(p) -> str:
-    """The McNemar p-value against the row above ('' when none ran), with '=' when the ranks are shared."""
+    """The McNemar p-value against the group leader ('' when none ran), with '=' when the rank is shared."""
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return ""
     from leaderboard.aggregate import ALPHA

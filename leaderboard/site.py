@@ -163,7 +163,7 @@ def track_table_html(sub: pd.DataFrame) -> str:
     attacks = attack_columns(sub)
     unit = "WER %" if sub["metric"].iloc[0] == "wer" else "%"
     header = [("rank", ""), ("model", "t"), ("defense", "t"), (f"clean {unit}", ""), (f"robust {unit}", ""),
-              ("clean 95% CI", ""), ("robust 95% CI", ""), ("p vs above", "")] \
+              ("clean 95% CI", ""), ("robust 95% CI", ""), ("p vs leader", "")] \
         + [(e(a.split(":", 1)[1] + attack_unit(sub)), "") for a in attacks] \
         + [("train s", ""), ("eval s", ""), ("flags", "t"), ("provenance", "t")]
     rows = []

@@ -61,7 +61,7 @@ def test_markdown_tables(digits_results):
     pgd = df[df["defense"] == "pgd-at"].iloc[0]
     cell = f"{100 * pgd['robust']:.1f} ({100 * pgd['clean']:.1f})"
     assert f"| pgd-at | {cell} |" in text  # cross-domain row
-    assert ("| rank | model | defense | clean % | robust % | robust 95% CI | p vs above | apgd-ce | apgd-t | fab-t | square "
+    assert ("| rank | model | defense | clean % | robust % | robust 95% CI | p vs leader | apgd-ce | apgd-t | fab-t | square "
             "| train s | flags |") in text
 
 

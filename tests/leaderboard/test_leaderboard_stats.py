@@ -70,6 +70,22 @@ def test_a_difference_within_noise_shares_the_rank(digits_results, tmp_path, dif
     assert (lo, hi) == pytest.approx(wilson(200, 300))
     text = track_markdown(collect(root).frame, doc["track"])
     assert f"[{100 * lo:.1f}, {100 * hi:.1f}]" in text
-    assert (" (=)" in text) == tied
+    row = next(line for line in text.splitlines() if "| trades |" in line)
+    assert ("(=)" in row) == tied
     cd = cross_domain(collect(root).frame).set_index("defense")
     assert math.isnan(cd.loc["trades", "mean_rank"]) or cd.loc["trades", "mean_rank"] == (1.0 if tied else 2.0)
+
+
+def test_ties_are_tested_against_the_group_leader_not_the_row_above():
+    """A 67% / 65% / 63% chain on 500 examples: each step is within noise, the ends are not. The third row
+    must not inherit rank 1 through the second."""
+    from leaderboard.aggregate import chain_ranks
+
+    a = "1" * 335 + "0" * 165            # 67.0 %
+    b = a[:330] + "0" * 5 + a[335:]      # 66.0 %: 5 vs 0 discordant against a, p = 0.0625
+    c = a[:325] + "0" * 10 + a[335:]     # 65.0 %: 5 vs 0 against b (p = 0.0625), 10 vs 0 against a (p = 0.002)
+    assert paired_outcomes_p(b, a) == pytest.approx(0.0625) and paired_outcomes_p(c, b) == pytest.approx(0.0625)
+    assert paired_outcomes_p(c, a) == pytest.approx(2 / 1024)
+    ranks, ps = chain_ranks([0.67, 0.66, 0.65], [a, b, c])
+    assert ranks == [1, 1, 3]
+    assert ps[1] == pytest.approx(0.0625) and ps[2] == pytest.approx(2 / 1024)
