@@ -92,12 +92,16 @@ def test_committed_leaderboard_shows_every_committed_result_and_cost():
     from pathlib import Path
 
     from leaderboard.aggregate import training_costs
+    from leaderboard.corruption import collect_corruptions, corruption_markdown, corruption_mean_ranks
     from leaderboard.markdown import leaderboard_markdown
 
     root = Path(__file__).resolve().parents[2] / "results"
     text = (root / "LEADERBOARD.md").read_text()
     col = collect(root)
-    assert text == leaderboard_markdown(col.frame, col.problems, training_costs(root)), "run xrobust leaderboard"
+    cdf, bad = collect_corruptions(root)
+    assert bad == []
+    want = leaderboard_markdown(col.frame, col.problems, training_costs(root), corruption_mean_ranks(cdf))
+    assert text == want + ("\n" + corruption_markdown(cdf) if not cdf.empty else ""), "run xrobust leaderboard"
     for r in col.frame.to_dict("records"):
         section = text.split(f"### {r['track']}", 1)[1].split("\n### ", 1)[0]
         assert f"| {r['defense']} |" in section.split("Training cost", 1)[0], (r["track"], r["defense"])
