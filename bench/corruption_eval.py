@@ -138,7 +138,7 @@ def corruption_document(track, out: dict[str, Any], *, model: str, defense: str,
                         ckpt_config: dict[str, Any], checkpoint_sha256: str | None, eval_seconds: float,
                         device: Any, git: dict | None = None) -> dict[str, Any]:
     """A schema-valid corruption result document (``bench/schema/corruption.schema.json``)."""
-    from bench.provenance import provenance
+    from bench.pipeline import cost_and_provenance
 
     cells = track_cells(track)
     doc = {
@@ -162,17 +162,8 @@ def corruption_document(track, out: dict[str, Any], *, model: str, defense: str,
         "metrics": corruption_metrics(out),
         "per_example": {"clean": bits(out["clean"]), "cells": {k: bits(v) for k, v in out["cells"].items()}},
         "notes": [],
-        "cost": {
-            "train_seconds": float(ckpt_config.get("train_seconds", 0.0)),
-            "eval_seconds": float(eval_seconds),
-            "train_epochs": ckpt_config.get("train_config", {}).get("epochs"),
-            "train_device": ckpt_config.get("device"),
-        },
-        "provenance": provenance(device=device, seed=seed,
-                                 config={"track": track.to_dict(),
-                                         "checkpoint": {k: v for k, v in ckpt_config.items()
-                                                        if k not in ("history", "train_seconds")}},
-                                 checkpoint_sha256=checkpoint_sha256, git=git),
+        **cost_and_provenance(track, ckpt_config, eval_seconds=eval_seconds, device=device, seed=seed,
+                              checkpoint_sha256=checkpoint_sha256, git=git),
     }
     return doc
 

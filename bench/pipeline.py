@@ -222,6 +222,16 @@ def result_document(track: Track, report: EvalReport, *, model: str, defense: st
         },
         "flags": flags or {},
         "notes": list(report.notes),
+        **cost_and_provenance(track, ckpt_config, eval_seconds=eval_seconds, device=device, seed=seed,
+                              checkpoint_sha256=checkpoint_sha256, git=git),
+    }
+    return doc
+
+
+def cost_and_provenance(track: Track, ckpt_config: dict[str, Any], *, eval_seconds: float, device: Any, seed: int,
+                        checkpoint_sha256: str | None, git: dict | None) -> dict[str, Any]:
+    """The ``cost`` and ``provenance`` blocks every result file has (attack and corruption results alike)."""
+    return {
         "cost": {
             "train_seconds": float(ckpt_config.get("train_seconds", 0.0)),
             "eval_seconds": float(eval_seconds),
@@ -233,7 +243,6 @@ def result_document(track: Track, report: EvalReport, *, model: str, defense: st
                                                                                    if k not in ("history", "train_seconds")}},
                                  checkpoint_sha256=checkpoint_sha256, git=git),
     }
-    return doc
 
 
 def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec: str | None = None,
