@@ -24,14 +24,16 @@ from bench.corruptions import Corruption, register_corruption
 NOISE_SNR_DB = (30.0, 20.0, 10.0, 5.0, 0.0)
 #: reverberation time RT60 (s) of the synthetic room impulse responses
 RT60 = (0.2, 0.4, 0.6, 0.9, 1.2)
-#: speed factors (alternating slower / faster, growing)
-SPEED = (0.95, 1.05, 0.9, 1.1, 0.8)
+#: speed factors: 5, 10, 15, 20, 25 % off, alternating slower / faster
+SPEED = (0.95, 1.1, 0.85, 1.2, 0.75)
 #: pitch shift in semitones
 PITCH = (1.0, -2.0, 3.0, -4.0, 6.0)
 #: low-pass cutoff (Hz) of the band-limit corruption (telephone band is ~3,400 Hz)
 CUTOFF_HZ = (4000.0, 3000.0, 2000.0, 1500.0, 1000.0)
-#: mu-law quantisation channels (256 = 8 bit, the G.711 telephone codec)
-MU_CHANNELS = (256, 64, 32, 16, 8)
+#: mu-law code sizes: 8, 6, 5, 4, 3 bits (8 bit is the G.711 telephone codec)
+MU_BITS = (8, 6, 5, 4, 3)
+#: the compander's mu (G.711)
+MU = 255.0
 
 _SR = 16000
 
@@ -72,14 +74,20 @@ def _pink(x, severity, rng, aux):
 
 
 def _babble(x, severity, rng, aux, talkers: int = 4):
-    """Babble: the sum of ``talkers`` other utterances of the training split (``aux["pool"]``), each
-    circularly shifted at random, mixed at the severity's SNR."""
+    """Babble: ``talkers`` different utterances of the training split (``aux["pool"]``), each
+    circularly shifted at random and scaled to the same power (no talker dominates; equal-level
+    talkers as in babble-noise construction, Krishnamurthy & Hansen 2009), summed and mixed at the
+    severity's SNR."""
     pool = torch.as_tensor(aux["pool"], dtype=x.dtype)
     n, t = x.shape
     pool = pool[:, :t] if pool.shape[1] >= t else torch.nn.functional.pad(pool, (0, t - pool.shape[1]))
+    pool = pool / _power(pool).clamp_min(1e-12).sqrt()
+    if len(pool) < talkers:
+        raise ValueError(f"babble needs at least {talkers} pool utterances, got {len(pool)}")
     babble = torch.zeros_like(x)
     for i in range(n):  # draws example by example, so a prefix of the batch gets the same babble
-        pick, shift = rng.integers(0, len(pool), size=talkers), rng.integers(0, t, size=talkers)
+        pick = rng.choice(len(pool), size=talkers, replace=False)
+        shift = rng.integers(0, t, size=talkers)
         for k in range(talkers):
             babble[i] += torch.roll(pool[int(pick[k])], int(shift[k]))
     return mix_at_snr(x, babble, NOISE_SNR_DB[severity - 1])
@@ -145,10 +153,21 @@ def _band_limit(x, severity, rng, aux):
     return y.clamp(-1.0, 1.0)
 
 
+def mu_law_quantize(x: torch.Tensor, bits: int, mu: float = MU) -> torch.Tensor:
+    """Mu-law companding (ITU-T G.711, mu = 255) with a ``bits``-bit mid-tread quantiser: the companded
+    value ``sign(x) ln(1 + mu |x|) / ln(1 + mu)`` is rounded to one of ``2^bits - 1`` levels symmetric
+    about zero, then expanded. Zero is a level, so silence stays silent (torchaudio's
+    ``mu_law_encoding`` has an even number of levels and no zero level: at 3 bits it turns silence
+    into a 0.05 DC offset that toggles into a buzz)."""
+    k = 2 ** (bits - 1) - 1
+    c = torch.sign(x) * torch.log1p(mu * x.abs()) / math.log1p(mu)
+    c = torch.round(c * k) / k
+    return torch.sign(c) * torch.expm1(c.abs() * math.log1p(mu)) / mu
+
+
 def _mu_law(x, severity, rng, aux):
-    """Low-bitrate companding: mu-law encode to the severity's number of levels and decode (G.711 at 256)."""
-    q = MU_CHANNELS[severity - 1]
-    return AF.mu_law_decoding(AF.mu_law_encoding(x.clamp(-1.0, 1.0), q), q).to(x.dtype)
+    """Low-bitrate companding: :func:`mu_law_quantize` at the severity's bits (8 bits: G.711)."""
+    return mu_law_quantize(x.clamp(-1.0, 1.0), MU_BITS[severity - 1]).to(x.dtype)
 
 
 def _on_float(fn):
@@ -174,12 +193,12 @@ for _name, _fn, _desc, _needs in (
     ("pink-noise", _pink, "additive pink (1/f) noise at 30/20/10/5/0 dB SNR", ()),
     ("babble-noise", _babble, "four other training utterances mixed at 30/20/10/5/0 dB SNR", ("pool",)),
     ("reverb", _reverb, "synthetic room impulse response, RT60 0.2/0.4/0.6/0.9/1.2 s", ()),
-    ("speed", _speed, "speed perturbation x0.95/1.05/0.9/1.1/0.8 (tempo and pitch)", ()),
+    ("speed", _speed, "speed perturbation x0.95/1.1/0.85/1.2/0.75 (tempo and pitch)", ()),
     ("pitch", _pitch, "pitch shift +1/-2/+3/-4/+6 semitones, tempo kept", ()),
     ("band-limit", _band_limit, "100 Hz high-pass and 4th-order low-pass at 4000/3000/2000/1500/1000 Hz", ()),
-    ("mu-law", _mu_law, "mu-law companding to 256/64/32/16/8 levels", ()),
+    ("mu-law", _mu_law, "mu-law (G.711, mu 255) companding at 8/6/5/4/3 bits, zero kept", ()),
 ):
     register_corruption(Corruption(_name, "speech", _on_float(_fn), description=_desc, needs=_needs))
 
-__all__ = ["mix_at_snr", "pink", "room_impulse_response", "NOISE_SNR_DB", "RT60", "SPEED", "PITCH", "CUTOFF_HZ",
-           "MU_CHANNELS"]
+__all__ = ["mix_at_snr", "mu_law_quantize", "pink", "room_impulse_response", "NOISE_SNR_DB", "RT60", "SPEED",
+           "PITCH", "CUTOFF_HZ", "MU_BITS"]

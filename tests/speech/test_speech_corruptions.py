@@ -9,7 +9,8 @@ import torch
 
 from bench.corruptions import domain_corruptions, get_corruption
 from bench.registry import load_domains
-from domains.speech.corruptions import CUTOFF_HZ, NOISE_SNR_DB, mix_at_snr, room_impulse_response
+from domains.speech.corruptions import (CUTOFF_HZ, MU_BITS, NOISE_SNR_DB, PITCH, SPEED, mix_at_snr, mu_law_quantize,
+                                        room_impulse_response)
 
 load_domains()
 SR = 16000
@@ -82,16 +83,46 @@ def test_band_limit_removes_high_frequencies():
 def test_mu_law_levels_and_monotone_distortion():
     c = get_corruption("speech/mu-law")
     x = torch.linspace(-1, 1, 20001).unsqueeze(0)
-    assert len(torch.unique(c(x, 5, seed=0))) <= 8
-    assert len(torch.unique(c(x, 1, seed=0))) <= 256
+    assert len(torch.unique(c(x, 5, seed=0))) == 7  # 3 bits, mid-tread: 2^3 - 1 levels
+    assert len(torch.unique(mu_law_quantize(x, 8))) == 255
     err = [float((c(X, s, seed=0).float() - X.float()).pow(2).mean()) for s in range(1, 6)]
     assert err == sorted(err)
+    quiet = torch.zeros(1, 1000, dtype=torch.int16)
+    quiet[0, ::7] = 30  # near silence: -61 dBFS ticks
+    assert torch.equal(c(quiet, 5, seed=0), torch.zeros_like(quiet))  # no DC offset, no buzz
+    one = torch.tensor([[0.5, -0.5]])
+    assert torch.allclose(mu_law_quantize(one, 16), one, atol=1e-4)  # fine codes reproduce the input
+
+
+def test_severity_tables_grow():
+    assert all(abs(math.log(a)) < abs(math.log(b)) for a, b in zip(SPEED, SPEED[1:]))
+    assert all(abs(a) < abs(b) for a, b in zip(PITCH, PITCH[1:]))
+    assert list(MU_BITS) == sorted(MU_BITS, reverse=True) and list(NOISE_SNR_DB) == sorted(NOISE_SNR_DB)[::-1]
+
+
+def test_babble_is_distinct_equal_level_talkers():
+    """Babble of a pool of eight pure tones (one 100x louder than the rest): every clip's babble holds
+    exactly four different tones, at equal level (the loud one does not take over)."""
+    t = torch.arange(SR // 2) / SR
+    freqs = [300 + 200 * k for k in range(8)]  # whole cycles in 0.5 s: a circular shift keeps the line
+    pool = torch.stack([0.1 * torch.sin(2 * math.pi * f * t) for f in freqs])
+    pool[0] *= 100.0
+    x = _f(X)
+    y = get_corruption("speech/babble-noise")(x, 5, seed=0, aux={"sample_rate": SR, "pool": pool})
+    for noise in (y - x):
+        spec = torch.fft.rfft(noise).abs()
+        level = torch.stack([spec[f // 2] for f in freqs])  # bin spacing 2 Hz
+        present = level > 0.05 * level.max()
+        assert int(present.sum()) == 4
+        assert float(level[present].max() / level[present].min()) < 1.05
+    with pytest.raises(ValueError, match="at least 4"):
+        get_corruption("speech/babble-noise")(X, 1, seed=0, aux={"sample_rate": SR, "pool": pool[:3]})
 
 
 def test_speed_and_pitch_keep_length_and_move_a_tone():
     t = torch.arange(SR) / SR
     tone = (0.5 * torch.sin(2 * math.pi * 440 * t)).unsqueeze(0)
-    for name, s, factor in (("speed", 5, 0.8), ("pitch", 3, 2 ** (3 / 12)), ("pitch", 4, 2 ** (-4 / 12))):
+    for name, s, factor in (("speed", 5, 0.75), ("speed", 4, 1.2), ("pitch", 3, 2 ** (3 / 12)), ("pitch", 4, 2 ** (-4 / 12))):
         y = get_corruption(f"speech/{name}")(tone, s, seed=0)[0]
         assert y.shape == tone[0].shape
         seg = y[2000:12000]
