@@ -43,7 +43,7 @@ register_track(Track(
                 "(pass --n to keep the standard suite to seconds).",
 ))
 
-register_track(Track(
+FASHION = register_track(Track(
     id="image-fashionmnist-linf-0.1", domain="image", dataset="fashion-mnist", model="smallcnn",
     threat=ThreatModel("linf", 0.1), suite=STANDARD, cascade=True, n_eval=1000,
     train=TrainSpec(epochs=10, batch_size=128, lr=1e-3, eps_ramp_epochs=2,
@@ -62,10 +62,18 @@ register_track(Track(
     description="CIFAR-10, PreActResNet-18, Linf 8/255 (Rice et al. 2020 setting); needs CIFAR-10 on disk.",
 ))
 
+MNIST_C_KEYS = tuple(c.key for c in domain_corruptions("image") if c.name.startswith("mnistc-"))
+
 #: MNIST-C (Mu & Gilmer 2019) on the quick image track's checkpoints (domains.image.corruptions)
 register_track(corruption_track(
-    MNIST5K, id="image-mnist5k-mnistc", corruption_set="mnist-c", quick=True,
-    corruptions=tuple(c.key for c in domain_corruptions("image") if c.name.startswith("mnistc-")),
+    MNIST5K, id="image-mnist5k-mnistc", corruption_set="mnist-c", quick=True, corruptions=MNIST_C_KEYS,
     description="MNIST-5k's fixed test subset under the 15 MNIST-C corruptions (one severity each), "
                 "evaluated on the quick image track's checkpoints.",
+))
+
+#: the same 15 corruptions on Fashion-MNIST (28 x 28 grey, white object on black, as MNIST)
+register_track(corruption_track(
+    FASHION, id="image-fashionmnist-mnistc", corruption_set="mnist-c", corruptions=MNIST_C_KEYS,
+    description="Fashion-MNIST's test images under the 15 MNIST-C corruptions (one severity each), "
+                "evaluated on the Fashion-MNIST track's checkpoints.",
 ))

@@ -157,3 +157,19 @@ def test_fog_keeps_the_digit_brightest_and_dims_it(digits):
 def test_a_prefix_of_the_batch_is_corrupted_the_same(digits, name):
     c = get_corruption(f"image/{name}")
     assert torch.equal(c(digits[:5], 1, seed=0), c(digits, 1, seed=0)[:5])
+
+
+def test_fashion_mnist_corruption_track_uses_the_same_fifteen():
+    from domains.image.datasets import DEBIAN_FASHION
+
+    t = get_track("image-fashionmnist-mnistc")
+    assert t.kind == "corruption" and t.checkpoints_from == "image-fashionmnist-linf-0.1"
+    assert [c.split("/")[1] for c in t.corruptions] == NAMES
+    if not DEBIAN_FASHION.exists():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)")
+    data, _ = t.eval_data()
+    x = data.inputs[:16]
+    assert x.shape == (16, 1, 28, 28) and float(x.max()) <= 1.0
+    for name in NAMES:
+        y = get_corruption(f"image/{name}")(x, 1, seed=0)
+        assert y.shape == x.shape and float(y.min()) >= 0.0 and float(y.max()) <= 1.0
