@@ -174,7 +174,7 @@ def _sweep(model, x, y, idx, track: Track, suite, seed: int, device, headline: E
 def accuracy_intervals(metrics: dict[str, Any], n: int, headline: tuple[str, str]) -> dict[str, list[float]]:
     """95% Wilson intervals (:func:`bench.stats.wilson_of`) of the accuracies a result reports: clean and
     robust over all ``n`` examples, and the headline ones over the examples they count (``n_keywords``
-    for keyword-only accuracy). WER has none: per-utterance word errors are not stored."""
+    for keyword-only accuracy). WER gets its bootstrap interval in :func:`word_errors`."""
     from bench.stats import wilson_of
 
     out = {}
@@ -185,6 +185,28 @@ def accuracy_intervals(metrics: dict[str, Any], n: int, headline: tuple[str, str
         count = int(metrics.get("n_keywords", n)) if key.endswith("_keywords") else n
         out[key] = [float(x) for x in wilson_of(float(v), count)]
     return out
+
+
+def _counts(errors: torch.Tensor, what: str) -> list[int]:
+    counts = errors.double().round()
+    if not torch.equal(counts, errors.double()) or bool((counts < 0).any()):
+        raise UserError(f"{what} must be whole numbers >= 0 to be stored per utterance")
+    return [int(v) for v in counts.long().tolist()]
+
+
+def word_errors(report: EvalReport) -> tuple[dict[str, list[int]], dict[str, list[float]]]:
+    """A WER evaluation's per-utterance word errors, clean and robust (the worst case over the suite
+    that the metrics count, :attr:`EvalReport.robust_errors`), and its reference words, as stored in
+    ``per_example``; and the 95% percentile bootstrap intervals over utterances of the clean and robust
+    WER (:func:`bench.stats.wer_bootstrap`, Bisani & Ney 2004) for ``metrics.intervals``."""
+    from bench.stats import wer_bootstrap
+
+    lists = {"clean_word_errors": _counts(report.clean_errors, "clean word errors"),
+             "robust_word_errors": _counts(report.robust_errors, "robust word errors"),
+             "ref_words": _counts(report.units, "reference word counts")}
+    intervals = {f"{role}_wer": [float(x) for x in wer_bootstrap(lists[f"{role}_word_errors"], lists["ref_words"])]
+                 for role in ("clean", "robust")}
+    return lists, intervals
 
 
 def result_document(track: Track, report: EvalReport, *, model: str, defense: str, seed: int,
@@ -200,6 +222,10 @@ def result_document(track: Track, report: EvalReport, *, model: str, defense: st
         metrics.update(extra_metrics)
     clean_key, robust_key = track.headline_keys
     metrics["intervals"] = accuracy_intervals(metrics, report.n, (clean_key, robust_key))
+    per_utterance: dict[str, list[int]] = {}
+    if track.metric == "wer":  # the WER interval and the leaderboard's paired test need the word errors
+        per_utterance, wer_intervals = word_errors(report)
+        metrics["intervals"].update(wer_intervals)
     doc = {
         "schema_version": SCHEMA_VERSION,
         "track": track.id,
@@ -219,6 +245,7 @@ def result_document(track: Track, report: EvalReport, *, model: str, defense: st
             "clean": bits(report.clean_correct),
             "robust": bits(report.robust_correct),
             "attacks": {k: bits(v == 0) for k, v in report.attack_errors.items()},
+            **per_utterance,
         },
         "flags": flags or {},
         "notes": list(report.notes),

@@ -138,8 +138,9 @@ def problems(doc: Any, path: str | Path | None = None) -> list[str]:
     worst-case robust accuracy, WER under attack >= clean WER, the eps sweep
     monotone (or ``non-monotone-in-eps`` raised), per-example bitmaps of
     length n that agree with the metrics, the threat id equal to the id of
-    the threat's parameters, finite numbers, and, when ``path`` is given, the
-    path equal to the canonical one for the ids.
+    the threat's parameters, finite numbers, per-utterance word errors that
+    agree with the WER metrics (:func:`word_error_problems`), and, when ``path``
+    is given, the path equal to the canonical one for the ids.
     """
     import jsonschema
 
@@ -208,11 +209,60 @@ def problems(doc: Any, path: str | Path | None = None) -> list[str]:
         if isinstance(v, str) and len(v) == doc["n"] and abs(v.count("1") / doc["n"] - m[metric]) > 1e-6:
             out.append(f"per_example/{key}: {v.count('1')}/{doc['n']} correct does not match metrics/{metric} "
                        f"{m[metric]}")
+    out.extend(word_error_problems(doc))
     for k, v in _numbers(doc):
         if isinstance(v, float) and not math.isfinite(v):
             out.append(f"{k}: not a finite number")
     if path is not None:
         out.extend(path_problems(doc, path))
+    return out
+
+
+#: the per-utterance lists of a WER result (``per_example``), and the metrics each one's corpus WER must equal
+WORD_ERRORS = (("clean_word_errors", ("clean_error_rate", "clean_wer")),
+               ("robust_word_errors", ("robust_error_rate", "robust_wer")))
+
+
+def word_error_problems(doc: dict[str, Any]) -> list[str]:
+    """Consistency of the per-utterance word errors of a (schema-valid) WER result, when it has them:
+    n entries each; ``sum(errors) / sum(ref_words)`` equal to the error rate and the WER the metrics
+    report (1e-9); no utterance with fewer word errors under attack than clean (the robust errors are
+    the worst case over the suite, clean included); and an utterance counted exactly right
+    (``per_example.clean`` / ``robust``) exactly when it has no word errors. Files written before
+    the lists were stored have none, and nothing is checked."""
+    pe, m, n = doc.get("per_example") or {}, doc["metrics"], doc["n"]
+    if "ref_words" not in pe:
+        return []
+    out = []
+    lists = {key: pe[key] for key in ("ref_words", *(k for k, _ in WORD_ERRORS))}
+    for key, vals in lists.items():
+        if len(vals) != n:
+            out.append(f"per_example/{key}: {len(vals)} utterances for n={n}")
+    if out:
+        return out
+    words = sum(lists["ref_words"])
+    for key, metric_keys in WORD_ERRORS:
+        rate = sum(lists[key]) / max(words, 1)  # as the evaluator divides (bench.evaluate.EvalReport.metrics)
+        checked = [k for k in metric_keys if isinstance(m.get(k), (int, float))]
+        if not checked:
+            out.append(f"per_example/{key}: metrics has neither {' nor '.join(metric_keys)} to check it against")
+        for k in checked:
+            if abs(rate - m[k]) > 1e-9:
+                out.append(f"per_example/{key}: {sum(lists[key])} word errors / {words} reference words = "
+                           f"{rate!r} does not match metrics/{k} {m[k]!r}")
+    worse = next((i for i, (c, r) in enumerate(zip(lists["clean_word_errors"], lists["robust_word_errors"]))
+                  if r < c), None)
+    if worse is not None:
+        out.append(f"per_example/robust_word_errors: utterance {worse} has {lists['robust_word_errors'][worse]} "
+                   f"word errors under attack, fewer than its {lists['clean_word_errors'][worse]} clean ones "
+                   "(the worst case includes the clean hypothesis)")
+    for bits_key, key in (("clean", "clean_word_errors"), ("robust", "robust_word_errors")):
+        b = pe.get(bits_key)
+        if isinstance(b, str) and len(b) == n:
+            i = next((i for i, (bit, e) in enumerate(zip(b, lists[key])) if (bit == "1") != (e == 0)), None)
+            if i is not None:
+                out.append(f"per_example/{key}: utterance {i} has {lists[key][i]} word errors but "
+                           f"per_example/{bits_key} marks it {'right' if b[i] == '1' else 'wrong'}")
     return out
 
 

@@ -27,7 +27,7 @@ BASE_COLUMNS = [
 TAIL_COLUMNS = [
     "headline", "clean_accuracy", "robust_accuracy", "clean_wer", "robust_wer",
     "paper", "paper_url", "venue",
-    "n_headline", "clean_lo", "clean_hi", "robust_lo", "robust_hi", "robust_bits", "tie_p",
+    "n_headline", "clean_lo", "clean_hi", "robust_lo", "robust_hi", "robust_bits", "robust_word_errors", "tie_p",
     "train_seconds", "eval_seconds", "train_epochs", "official", "flags", "flag_details", "eps_sweep", "sweep_metric",
     "attack_metric",
     "version", "commit", "seed", "checkpoint_sha256", "device", "torch_version", "timestamp", "config_hash", "path",
@@ -151,23 +151,25 @@ def row_of(doc: dict[str, Any], rel_path: str) -> dict[str, Any]:
     return row
 
 
-#: a defense shares the rank of the one above it unless an exact McNemar test on the per-example
-#: headline outcomes says they differ at this level (two-sided)
+#: a defense shares the rank of its group's leader unless the paired test on the per-example headline
+#: outcomes (exact McNemar for accuracy, paired bootstrap for WER) says they differ at this level (two-sided)
 ALPHA = 0.05
 
 
 def _confidence(doc: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
     """Wilson intervals of the headline accuracies (over the examples the headline counts: all of them,
     or e.g. the keyword clips for KWS) and the outcome string the paired test uses (only when the
-    headline is the all-example robust accuracy, whose outcomes the file stores). WER tracks get no
-    interval: per-utterance word errors are not stored in the result files."""
+    headline is the all-example robust accuracy, whose outcomes the file stores). WER tracks get
+    bootstrap intervals over utterances and the per-utterance robust word errors the paired bootstrap
+    uses (:func:`wer_confidence`)."""
     from bench.stats import wilson_of
 
     m = doc["metrics"]
     n_head = int(m.get("n_keywords", doc["n"])) if row["headline"] == "robust_accuracy_keywords" else int(doc["n"])
-    out: dict[str, Any] = {"n_headline": n_head, "robust_bits": None, "tie_p": math.nan,
+    out: dict[str, Any] = {"n_headline": n_head, "robust_bits": None, "robust_word_errors": None, "tie_p": math.nan,
                            "clean_lo": math.nan, "clean_hi": math.nan, "robust_lo": math.nan, "robust_hi": math.nan}
     if row["metric"] == "wer":
+        out.update(wer_confidence(doc, row))
         return out
     out["clean_lo"], out["clean_hi"] = wilson_of(row["clean"], n_head)
     out["robust_lo"], out["robust_hi"] = wilson_of(row["robust"], n_head)
@@ -176,15 +178,43 @@ def _confidence(doc: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def wer_confidence(doc: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    """A WER row's 95% bootstrap intervals over utterances of the clean and robust WER
+    (:func:`bench.stats.wer_bootstrap`, Bisani & Ney 2004) and its per-utterance robust word errors
+    (:class:`bench.stats.UtteranceErrors`, for the paired bootstrap), from ``per_example``. Only when the
+    headline is ``clean_wer`` / ``robust_wer``, whose corpus WER the lists sum to; files written before
+    the lists were stored get nothing (NaN intervals, no test)."""
+    from bench.stats import UtteranceErrors, wer_bootstrap
+
+    pe = doc.get("per_example") or {}
+    if "ref_words" not in pe or row["headline"] != "robust_wer":
+        return {}
+    refs = tuple(int(v) for v in pe["ref_words"])
+    clean = UtteranceErrors(tuple(int(v) for v in pe["clean_word_errors"]), refs)
+    robust = UtteranceErrors(tuple(int(v) for v in pe["robust_word_errors"]), refs)
+    (clo, chi), (rlo, rhi) = (wer_bootstrap(u.errors, u.ref_words) for u in (clean, robust))
+    return {"clean_lo": clo, "clean_hi": chi, "robust_lo": rlo, "robust_hi": rhi, "robust_word_errors": robust}
+
+
+def paired_outcomes(df: pd.DataFrame) -> list[Any]:
+    """Per row, what the paired test compares: the robust outcome string (accuracy), the per-utterance
+    robust word errors (WER), or None."""
+    words = df["robust_word_errors"] if "robust_word_errors" in df else pd.Series(None, index=df.index)
+    bits = df["robust_bits"] if "robust_bits" in df else pd.Series(None, index=df.index)
+    return [b if isinstance(b, str) else w for b, w in zip(bits, words)]
+
+
 def chain_ranks(values: list[float], bits: list[Any], higher_is_better: bool = True) -> tuple[list[int], list[float]]:
     """Ranks of already sorted rows (best first). Rows form groups: a row joins the group above it when its
-    headline number equals the group leader's (the group's first row), or when an exact McNemar test on
-    their per-example outcomes finds no significant difference from the leader (p >= :data:`ALPHA`);
+    headline number equals the group leader's (the group's first row), or when a paired test on their
+    per-example outcomes (``bits``: outcome strings, exact McNemar; or :class:`bench.stats.UtteranceErrors`,
+    the paired WER bootstrap; :func:`bench.stats.paired_p`) finds no significant difference from the
+    leader (p >= :data:`ALPHA`);
     otherwise it leads a new group. Testing against the leader, not the row directly above, keeps a chain
     of small steps from tying rows that differ significantly (e.g. 67.0 vs 63.6 on 500 examples, p = 0.012).
     A group shares its leader's rank (competition ranking: 1, 1, 3). Returns the ranks and each row's
     p-value against the leader it was tested with (NaN where no test ran)."""
-    from bench.stats import paired_outcomes_p
+    from bench.stats import paired_p
 
     ranks: list[int] = []
     ps: list[float] = []
@@ -194,7 +224,7 @@ def chain_ranks(values: list[float], bits: list[Any], higher_is_better: bool = T
             ranks.append(1)
             ps.append(math.nan)
             continue
-        p = paired_outcomes_p(bits[i], bits[lead]) if bits[i] is not None and bits[lead] is not None else None
+        p = paired_p(bits[i], bits[lead])
         ps.append(math.nan if p is None else p)
         if v == values[lead] or (p is not None and p >= ALPHA):
             ranks.append(ranks[lead])
@@ -213,7 +243,7 @@ def _rank(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     ps = pd.Series(math.nan, index=df.index, dtype=float)
     for _, sub in df.assign(_key=key).groupby("track"):
         sub = sub.sort_values(["_key", "model", "defense"], ascending=[False, True, True], kind="mergesort")
-        r, p = chain_ranks(list(sub["_key"]), list(sub["robust_bits"]))
+        r, p = chain_ranks(list(sub["_key"]), paired_outcomes(sub))
         ranks[sub.index], ps[sub.index] = r, p
     return ranks, ps
 
@@ -331,8 +361,7 @@ def cross_domain(df: pd.DataFrame) -> pd.DataFrame:
             cols[f"{track}:robust_lo"], cols[f"{track}:robust_hi"] = best["robust_lo"], best["robust_hi"]
         if len(best) < 2:
             continue
-        bits = best["robust_bits"] if "robust_bits" in best else pd.Series(None, index=best.index)
-        r, _ = chain_ranks(list(best["robust"] if better else -best["robust"]), list(bits))
+        r, _ = chain_ranks(list(best["robust"] if better else -best["robust"]), paired_outcomes(best))
         for d, rank in zip(best.index, r):
             ranks.setdefault(d, {}).setdefault(domain, []).append(int(rank))
     out = pd.DataFrame(cols, index=pd.Index(defenses, name="defense"))

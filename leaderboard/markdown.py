@@ -110,9 +110,9 @@ def track_markdown(df: pd.DataFrame, track: str) -> str:
     header = ["rank", "model", "defense", f"clean {unit}", f"robust {unit}", "robust 95% CI", "p vs leader"] \
         + [md(a.split(":", 1)[1]) + attack_unit(sub) for a in attacks] + ["train s", "flags"]
     rows = []
-    for r in sub.to_dict("records"):
+    for i, r in enumerate(sub.to_dict("records")):
         rows.append([str(r["rank"]), model_cell(r), md(r["defense"]), pct(r["clean"]), pct(r["robust"]),
-                     ci_cell(r.get("robust_lo"), r.get("robust_hi")), p_cell(r.get("tie_p"))]
+                     row_ci(r, "robust"), row_p(r, first=i == 0)]
                     + [pct(r[a]) for a in attacks] + [seconds(r["train_seconds"]),
                                                       ", ".join(md(f) for f in r["flags"].split(";") if f)])
     return _table(header, rows) + "\n\n" + TIE_NOTE
@@ -123,7 +123,9 @@ TIE_NOTE = ("95% CI: Wilson score interval of the robust accuracy over the examp
             "p vs leader: exact McNemar test on the per-example robust outcomes against the first row of the rank "
             "group above; with p >= 0.05 the row is not significantly different from that leader and shares its "
             "rank, marked (=); otherwise it starts a new group (cross-domain mean ranks use these shared ranks). "
-            "WER tracks: no interval or test (per-utterance errors are not stored).")
+            "WER tracks: percentile bootstrap interval of the corpus WER over utterances (Bisani & Ney 2004) and "
+            "a paired bootstrap test of the WER difference (Koehn 2004), from the per-utterance word errors; "
+            "– where the result file has none (written before they were stored).")
 
 
 def ci_cell(lo, hi) -> str:
@@ -131,6 +133,28 @@ def ci_cell(lo, hi) -> str:
     if lo is None or hi is None or (isinstance(lo, float) and math.isnan(lo)):
         return ""
     return f"[{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def _has_word_errors(r: dict) -> bool:
+    from bench.stats import UtteranceErrors
+
+    return isinstance(r.get("robust_word_errors"), UtteranceErrors)
+
+
+def row_ci(r: dict, role: str) -> str:
+    """A row's ``role`` ("clean" / "robust") 95% interval cell; "–" for a WER row whose file has no
+    per-utterance word errors (written before they were stored), '' for any other row without one."""
+    cell = ci_cell(r.get(f"{role}_lo"), r.get(f"{role}_hi"))
+    return cell or ("–" if r.get("metric") == "wer" else "")
+
+
+def row_p(r: dict, first: bool) -> str:
+    """A row's "p vs leader" cell; on WER tracks "–" where no test could run because a file has no
+    per-utterance word errors (the track's first row, the leader of all, is never tested)."""
+    cell = p_cell(r.get("tie_p"))
+    if cell or r.get("metric") != "wer" or (first and _has_word_errors(r)):
+        return cell
+    return "–"
 
 
 def p_cell(p) -> str:

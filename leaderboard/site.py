@@ -17,7 +17,7 @@ import pandas as pd
 
 from leaderboard.aggregate import attack_columns, cross_domain, tracks
 from leaderboard.flags import FLAG_EXPLANATIONS
-from leaderboard.markdown import attack_unit, ci_cell, cross_cell, p_cell, pct, rank_cell, safe_url, seconds
+from leaderboard.markdown import attack_unit, ci_cell, cross_cell, pct, rank_cell, row_ci, row_p, safe_url, seconds
 
 CSP = ("default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
        "base-uri 'none'; form-action 'none'")
@@ -167,7 +167,7 @@ def track_table_html(sub: pd.DataFrame) -> str:
         + [(e(a.split(":", 1)[1] + attack_unit(sub)), "") for a in attacks] \
         + [("train s", ""), ("eval s", ""), ("flags", "t"), ("provenance", "t")]
     rows = []
-    for r in sub.to_dict("records"):
+    for i, r in enumerate(sub.to_dict("records")):
         commit = r["commit"] or ""
         ck = r["checkpoint_sha256"] or ""
         prov = (f'<span class="prov">v{e(r["version"])} · commit <span title="{e(commit)}">{e(commit[:10]) or "–"}'
@@ -176,9 +176,9 @@ def track_table_html(sub: pd.DataFrame) -> str:
         cells = [_td(str(r["rank"]), sort=r["rank"]), _td(model_html(r), sort=r["model"], cls="t", raw=True),
                  _td(r["defense"], cls="t"), _td(pct(r["clean"]), sort=_num_attr(r["clean"])),
                  _td(pct(r["robust"]), sort=_num_attr(r["robust"])),
-                 _td(ci_cell(r.get("clean_lo"), r.get("clean_hi")), sort=_num_attr(r.get("clean_lo"))),
-                 _td(ci_cell(r.get("robust_lo"), r.get("robust_hi")), sort=_num_attr(r.get("robust_lo"))),
-                 _td(p_cell(r.get("tie_p")), sort=_num_attr(r.get("tie_p")))]
+                 _td(row_ci(r, "clean"), sort=_num_attr(r.get("clean_lo"))),
+                 _td(row_ci(r, "robust"), sort=_num_attr(r.get("robust_lo"))),
+                 _td(row_p(r, first=i == 0), sort=_num_attr(r.get("tie_p")))]
         cells += [_td(pct(r[a]), sort=_num_attr(r[a]), title=_attack_ci(r[a], r["n"], sub)) for a in attacks]
         cells += [_td(seconds(r["train_seconds"]), sort=_num_attr(r["train_seconds"])),
                   _td(seconds(r["eval_seconds"]), sort=_num_attr(r["eval_seconds"])),

@@ -9,7 +9,8 @@ them; each must then raise the model's errors above its clean errors
 (misclassified; for ASR, more word errors). The accuracy the examples imply
 -- every example is robust unless it is clean-wrong or one of its saved
 examples passes -- must equal the one the folder records (and the result
-file's, when given). This is how a third party checks a claim, as
+file's, when given; for a WER result file with per-utterance word errors,
+utterance by utterance). This is how a third party checks a claim, as
 RobustBench's external evaluations ship their adversarial images.
 """
 
@@ -263,6 +264,7 @@ def _verify(folder, manifest, tensors, records, tm, track, result, device, bs, s
                           robust_error_rate=float(worst.double().sum() / units.double().sum().clamp_min(1)),
                           problems=problems)
     claims = [("the folder", manifest["metrics"])]
+    doc = None
     if result is not None:
         try:
             doc = json.loads(Path(result).read_text())
@@ -282,4 +284,24 @@ def _verify(folder, manifest, tensors, records, tm, track, result, device, bs, s
             same = round(rec * n) == round(value * n) if key.endswith("accuracy") else abs(rec - value) <= 1e-9
             if not same:
                 problems.append(f"the examples imply {key.replace('_', ' ')} {value:.4f}, {who} records {rec:.4f}")
+    if doc is not None:
+        problems.extend(_word_error_problems(doc, clean, worst, Path(result).name))
     return report
+
+
+def _word_error_problems(doc: dict, clean: torch.Tensor, worst: torch.Tensor, name: str) -> list[str]:
+    """Utterance by utterance: the word errors the model makes (clean, and with the saved examples) against
+    the ones a WER result file stores (``per_example.clean_word_errors`` / ``robust_word_errors``), so a
+    file whose totals agree but whose utterances do not is caught too; the first mismatch of each list."""
+    out = []
+    pe = doc.get("per_example") or {}
+    for key, mine in (("clean_word_errors", clean), ("robust_word_errors", worst)):
+        stored = pe.get(key)
+        if not isinstance(stored, list) or len(stored) != len(mine):
+            continue
+        bad = next((p for p, (a, b) in enumerate(zip(mine.tolist(), stored)) if a != b), None)
+        if bad is not None:
+            role = "clean" if key.startswith("clean") else "with the saved examples"
+            out.append(f"utterance {bad}: the model makes {mine[bad]:g} word errors {role}, the result file {name} "
+                       f"records {stored[bad]} (per_example/{key})")
+    return out

@@ -196,8 +196,8 @@ class CTCRecognizer(TaskModel):
 
     def extra_metrics(self, report, y) -> dict[str, Any]:
         """``clean_wer`` / ``robust_wer`` (per-utterance worst case over the suite) and WER per attack."""
-        units = report.units.sum().clamp_min(1)
-        w = lambda e: float(e.sum() / units)  # noqa: E731
+        units = report.units.double().sum().clamp_min(1)  # float64, as clean/robust_error_rate
+        w = lambda e: float(e.double().sum() / units)  # noqa: E731
         return {"clean_wer": w(report.clean_errors), "robust_wer": w(report.robust_errors),
                 "per_attack_wer": {k: w(v) for k, v in report.attack_errors.items()}}
 

@@ -85,6 +85,16 @@ def test_asr_round_trip_and_an_example_that_does_not_raise_the_wer(speech_cache,
     rep = bench.verify_adversarial(folder, model, track, result=path)
     assert rep.ok, rep.problems
     assert rep.robust_error_rate == pytest.approx(m["robust_wer"], abs=1e-6)  # robust_wer is float32
+    # the result file's per-utterance robust word errors with two utterances swapped: the same total WER,
+    # but the utterances no longer agree with what the saved examples do
+    robust = doc["per_example"]["robust_word_errors"]
+    i, j = next((i, j) for i in range(len(robust)) for j in range(i) if robust[i] != robust[j])
+    swapped = json.loads(json.dumps(doc))
+    swapped["per_example"]["robust_word_errors"][i], swapped["per_example"]["robust_word_errors"][j] = robust[j], robust[i]
+    (tmp_path / "swapped.json").write_text(json.dumps(swapped))
+    rep = bench.verify_adversarial(folder, model, track, result=tmp_path / "swapped.json")
+    assert rep.problems == [f"utterance {j}: the model makes {robust[j]} word errors with the saved examples, "
+                            f"the result file swapped.json records {robust[i]} (per_example/robust_word_errors)"]
     # the clean waveform in place of one example: inside the ball, but no more word errors than clean
     t = load_file(str(folder / "adv.safetensors"))
     e = man["examples"][0]

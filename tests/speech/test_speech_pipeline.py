@@ -53,3 +53,13 @@ def test_asr_end_to_end_reports_wer(speech_cache, small_digits, tmp_path):
     assert m["robust_wer"] >= m["clean_wer"] > 0  # one epoch on 48 clips cannot transcribe yet
     assert m["clean_wer"] == pytest.approx(m["clean_error_rate"])
     assert set(m["per_attack_wer"]) == {"pgd-3"}
+    # per-utterance word errors: what the WER interval and the leaderboard's paired test are computed from
+    pe = doc["per_example"]
+    refs, clean, robust = pe["ref_words"], pe["clean_word_errors"], pe["robust_word_errors"]
+    assert len(refs) == len(clean) == len(robust) == 12 and min(refs) >= 1
+    assert sum(clean) / sum(refs) == pytest.approx(m["clean_wer"], abs=1e-12)
+    assert sum(robust) / sum(refs) == pytest.approx(m["robust_wer"], abs=1e-12)
+    assert all(r >= c for c, r in zip(clean, robust))  # the worst case includes the clean hypothesis
+    assert pe["robust"] == "".join("1" if e == 0 else "0" for e in robust)
+    lo, hi = m["intervals"]["robust_wer"]
+    assert lo <= m["robust_wer"] <= hi
