@@ -311,6 +311,12 @@ def _args_eval(p):
     p.add_argument("--save-adv", default=None, metavar="DIR",
                    help="also write the adversarial examples the worst case kept to DIR (absent or empty): "
                         "manifest.json, adv.safetensors, adv.jsonl (text), wav/ (speech); see docs/attacks.md")
+    p.add_argument("--transform", default=None, metavar="NAME[:K=V,...]",
+                   help="an inference-time defense in front of the model, e.g. jpeg:quality=75, bit-depth:bits=3, "
+                        "gaussian:sigma=0.3 (xrobust ls transforms); the defense id becomes <recipe>+<transform>")
+    p.add_argument("--protocol", choices=("auto", "plain"), default="auto",
+                   help="auto (default): BPDA / EOT when the checks or the transform call for it (docs/defenses.md); "
+                        "plain: never switch (a naive evaluation, for comparison only)")
     _common(p)
 
 
@@ -336,9 +342,13 @@ def cmd_eval(args) -> int:
     path = eval_track(track, checkpoint, model_spec=args.model, suite=args.suite, seed=args.seed,
                       results=args.results, n=args.n, device=args.device, eps_sweep=not args.no_sweep,
                       progress=not args.quiet, out=args.out, flags=not args.no_flags, cascade=args.cascade,
-                      compile=args.compile, batch_size=args.batch_size, save_adv=args.save_adv)
+                      compile=args.compile, batch_size=args.batch_size, save_adv=args.save_adv,
+                      transform=args.transform, protocol=args.protocol)
     doc = json.loads(Path(path).read_text())
     _log(_headline(doc))
+    if doc.get("protocol"):
+        pr = doc["protocol"]
+        _log(f"  protocol {pr['name']}" + (f" ({'; '.join(pr['reasons'])})" if pr["reasons"] else ""))
     if args.save_adv:
         _log(f"  adversarial examples -> {args.save_adv}")
     for name, acc in doc["metrics"].get("per_attack", {}).items():
@@ -469,7 +479,7 @@ def cmd_perf(args) -> int:
 
 cmd_perf.add_arguments = _args_perf
 
-LISTABLE = ("tracks", "recipes", "attacks", "suites", "models", "datasets", "domains", "losses", "corruptions")
+LISTABLE = ("tracks", "recipes", "attacks", "suites", "models", "datasets", "domains", "losses", "corruptions", "transforms")
 
 
 def _args_ls(p):

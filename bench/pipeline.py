@@ -277,7 +277,8 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
                device: str | None = None, eps_sweep: bool = True, progress: bool = True,
                out: str | Path | None = None, flags: bool = True, cascade: bool | None = None,
                compile: str | None = None, batch_size: int | None = None,
-               save_adv: str | Path | None = None) -> Path:
+               save_adv: str | Path | None = None, transform: str | None = None,
+               protocol: str = "auto") -> Path:
     """Evaluate a checkpoint, or a model named by the resolver (``model_spec``, :mod:`bench.resolve`), on
     the track's fixed subset and write the result file atomically.
 
@@ -285,9 +286,15 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
     ``batch_size`` (default: the track's ``eval_batch_size``) only bounds memory: outcomes are seeded
     per example, so the result does not depend on it. ``save_adv``: a folder (absent or empty) that
     receives the adversarial examples the worst case kept (:mod:`bench.adversarial`), written
-    after the result file.
+    after the result file. ``transform``: an inference-time defense in front of the model
+    (``name[:k=v,...]``, :mod:`bench.defenses`), recorded in the defense id (``<recipe>+<transform>``).
+    ``protocol``: ``auto`` switches the suite to BPDA / EOT when the pre-attack checks or the transform
+    call for it (:func:`bench.defenses.choose_protocol`); ``plain`` never does (a naive evaluation, for
+    comparison).
     """
+    from bench.defenses import TransformedModel, apply_protocol, choose_protocol, parse_transform
     from bench.resolve import check_compatible, check_requirements, resolve
+    from bench.sanity import randomized_forward, zero_gradients
 
     git = git_state()  # the code that makes the number: taken before anything runs
     if (checkpoint is None) == (model_spec is None):
@@ -303,6 +310,9 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
         from bench.adversarial import check_output_dir
 
         check_output_dir(save_adv)  # before any attack
+    tform = parse_transform(transform, track.domain) if transform else None  # bad specs fail before any work
+    if protocol not in ("auto", "plain"):
+        raise UserError(f"--protocol must be auto or plain, got {protocol!r}")
     if checkpoint is not None:
         ckpt_config = read_checkpoint_config(checkpoint)
         if ckpt_config.get("model") != track.model:
@@ -328,6 +338,10 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
 
         compile_model(model, compile)
     name = model_spec or str(checkpoint)
+    if tform is not None:
+        model = TransformedModel(model, tform[0], tform[1], seed=seed)
+        defense = f"{defense}+{tform[0].ident(tform[1])}"
+        partial = partial.with_name(partial.name.replace(".eval-", f".{tform[0].ident(tform[1])}.eval-"))
     check_requirements(model, track, data.meta, name)
     raw = data
     data = prepare(model, data)
@@ -342,13 +356,24 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
                                      batch_size=bs, progress=progress, results=results, out=out, git=git)
     suite = suite if suite is not None else track.suite
     t0 = time.perf_counter()
+    # the checks that decide the protocol run before any attack, as AutoAttack's do
+    kw = dict(n=100, batch=bs, device=dev, index=idx)
+    model.eval()
+    checks = {} if protocol == "plain" else {
+        "zero-gradients": zero_gradients(model, data.inputs, data.y, **kw).value,
+        "randomized-forward": randomized_forward(model, data.inputs, data.y, **kw).value}
+    proto = choose_protocol(model, checks, mode=protocol)
+    model, suite = apply_protocol(model, suite, proto)
+    if isinstance(model, TransformedModel):
+        model.reseed()  # the evaluation's random draws do not depend on how many checks ran
     report = evaluate(model, data.inputs, data.y, track.threat, suite, batch_size=bs,
                       cascade=track.cascade if cascade is None else cascade, seed=seed, device=dev, index=idx,
                       progress=progress, resume_file=partial, resume_key=f"{ckpt_sha}/{track.id}", flags=False,
                       keep_adv=save_adv is not None)
     if model_spec is not None and partial.parent.is_dir() and not any(partial.parent.iterdir()):
         partial.parent.rmdir()  # the finished evaluation removed its partial file
-    sweep = _sweep(model, data.inputs, data.y, idx, replace(track, eval_batch_size=bs), track.sweep_suite or suite,
+    sweep_suite = suite if proto.eot > 1 else (track.sweep_suite or suite)
+    sweep = _sweep(model, data.inputs, data.y, idx, replace(track, eval_batch_size=bs), sweep_suite,
                    seed, dev, headline=report) if eps_sweep and track.eps_sweep else None
     flag_doc = compute_flags(model, data.inputs, data.y, track.threat, report, eps_sweep=sweep, device=dev,
                              index=idx, seed=seed, batch_size=bs) if flags else {}
@@ -363,6 +388,10 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
                           ckpt_config=ckpt_config, checkpoint_sha256=ckpt_sha,
                           eval_seconds=seconds, device=dev, eps_sweep=sweep, flags=flag_doc, extra_metrics=extra,
                           git=git)
+    if isinstance(model, TransformedModel) or proto.name != "standard" or proto.forced:
+        doc["protocol"] = proto.to_dict()
+        if isinstance(model, TransformedModel):
+            doc["transform"] = model.describe()
     path = write_result(doc, root=results, path=out)
     if save_adv is not None:
         from bench.adversarial import save_adversarial

@@ -138,5 +138,7 @@ HF_TASKS: Registry = Registry("Hugging Face task")
 ADV_WRITERS: Registry = Registry("adversarial-example writer")
 #: common corruptions of the corruption tracks, ``<domain>/<name>`` -> bench.corruptions.Corruption
 CORRUPTIONS: Registry = Registry("corruption")
+#: inference-time input transformations (bench.defenses), ``<domain>/<name>``
+TRANSFORMS: Registry = Registry("transform")
 
 Factory = Callable[..., T]

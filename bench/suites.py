@@ -19,7 +19,9 @@ class AttackSpec:
     def build(self, seed: int = 0):
         params = dict(self.params)
         params.setdefault("seed", seed)
-        return ATTACKS.get(self.attack)(**params)
+        eot = int(params.pop("eot", 1))  # any gradient attack: averaged over eot forwards (bench.defenses)
+        attack = ATTACKS.get(self.attack)(**params)
+        return attack.with_eot(eot) if eot != 1 else attack
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "attack": self.attack, "params": dict(self.params)}

@@ -32,13 +32,22 @@ def resolve_loss(loss: str | Callable | None, model: TaskModel) -> Callable:
 
 def loss_and_grad(model: TaskModel, z: torch.Tensor, ctx: Context, y: Any,
                   loss_fn: Callable, sign: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-example loss (times ``sign``), outputs and d(sum of loss)/dz."""
+    """Per-example loss (times ``sign``), outputs and d(sum of loss)/dz.
+
+    A model seen through EOT (``model.eot_samples = N > 1``, :class:`bench.defenses.EOTView`) gives the
+    loss and gradient averaged over N forward passes (Athalye, Carlini & Wagner 2018, §4.3; AutoAttack's
+    ``eot_iter``) and the outputs of the last one."""
+    samples = int(getattr(model, "eot_samples", 1) or 1)
     z = z.detach().requires_grad_(True)
+    loss_sum = grad_sum = None
     with torch.enable_grad():
-        out = model(z, ctx)
-        loss = sign * loss_fn(out, y)
-        (grad,) = torch.autograd.grad(loss.sum(), z)
-    return loss.detach(), out.detach(), grad.detach()
+        for _ in range(samples):
+            out = model(z, ctx)
+            loss = sign * loss_fn(out, y)
+            (grad,) = torch.autograd.grad(loss.sum(), z)
+            loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
+            grad_sum = grad.detach() if grad_sum is None else grad_sum + grad.detach()
+    return loss_sum / samples, out.detach(), grad_sum / samples
 
 
 def model_errors(model: TaskModel, outputs: torch.Tensor, y: Any) -> torch.Tensor:
@@ -62,9 +71,21 @@ class Attack:
     #: the attack's output depends only on the example (batch == one by one)
     per_example = True
 
+    #: forward passes averaged per gradient (EOT); set with :meth:`with_eot` or an ``eot`` suite parameter
+    eot: int = 1
+
     def __init__(self, loss: str | Callable | None = None, seed: int = 0) -> None:
         self.loss = loss
         self.seed = seed
+
+    def with_eot(self, samples: int) -> "Attack":
+        """This attack with every loss/gradient averaged over ``samples`` stochastic forwards (EOT)."""
+        if int(samples) < 1:
+            raise UserError(f"eot must be >= 1, got {samples}")
+        if int(samples) > 1 and not self.whitebox:
+            raise UserError(f"{self.name} uses no gradients: EOT does not apply")
+        self.eot = int(samples)
+        return self
 
     def search(self, model: TaskModel, z: torch.Tensor, ctx: Context, y: Any,
                threat: ThreatModel) -> torch.Tensor:
@@ -77,6 +98,10 @@ class Attack:
             raise UserError(f"threat must be a ThreatModel, got {type(threat).__name__}")
         was_training = model.training
         model.eval()
+        if self.eot > 1:
+            from bench.defenses import EOTView
+
+            model = EOTView(model, self.eot)
         try:
             z0 = z.detach()
             if z0.shape[0] == 0:

@@ -1,0 +1,53 @@
+"""Inference-time speech defenses (bench.defenses) on waveform batches ``[N, T]`` in [-1, 1] at 16 kHz:
+the input transformations proposed against audio adversarial examples (Yang et al., ICLR 2019,
+"Characterizing audio adversarial examples using temporal dependency"; Rajaratnam & Kalita 2018,
+"Noise flooding for detecting audio adversarial examples"; Das et al. 2018, compression).
+
+- ``lowpass``: a 2nd-order low-pass at ``cutoff`` Hz applied twice (torchaudio ``lowpass_biquad``);
+  differentiable.
+- ``mu-law``: G.711 mu-law companding at ``bits`` (``domains.speech.corruptions.mu_law_quantize``); not
+  differentiable, BPDA identity.
+- ``bit-depth``: uniform quantisation of the waveform to ``bits``; not differentiable, BPDA identity.
+- ``noise``: additive Gaussian noise of std ``sigma`` (noise flooding); randomized, differentiable.
+"""
+
+from __future__ import annotations
+
+import torch
+import torchaudio.functional as AF
+
+from bench.defenses import InputTransform, register_transform
+from domains.speech.corruptions import mu_law_quantize
+
+
+def _lowpass(z, params, gen):
+    y = z
+    for _ in range(2):
+        y = AF.lowpass_biquad(y, int(params["sample_rate"]), float(params["cutoff"]))
+    return y.clamp(-1, 1)
+
+
+def _mu_law(z, params, gen):
+    return mu_law_quantize(z.clamp(-1, 1), int(params["bits"])).to(z.dtype)
+
+
+def _bit_depth(z, params, gen):
+    k = 2 ** (int(params["bits"]) - 1) - 1
+    return torch.round(z.clamp(-1, 1) * k) / k
+
+
+def _noise(z, params, gen):
+    return (z + float(params["sigma"]) * torch.randn(z.shape, generator=gen, device=z.device, dtype=z.dtype)).clamp(-1, 1)
+
+
+for _t in (
+    InputTransform("lowpass", "speech", _lowpass, {"cutoff": 4000.0, "sample_rate": 16000},
+                   description="4th-order low-pass at 4 kHz (torchaudio biquads)"),
+    InputTransform("mu-law", "speech", _mu_law, {"bits": 8}, differentiable=False,
+                   description="mu-law (G.711) companding at 8 bits; BPDA identity"),
+    InputTransform("bit-depth", "speech", _bit_depth, {"bits": 8}, differentiable=False,
+                   description="uniform quantisation to 8 bits; BPDA identity"),
+    InputTransform("noise", "speech", _noise, {"sigma": 0.01}, randomized=True,
+                   description="additive Gaussian noise, std 0.01 (noise flooding)"),
+):
+    register_transform(_t)
