@@ -203,7 +203,8 @@ def snow(img: Img, c: tuple, rng: np.random.Generator) -> np.ndarray:
     return np.clip(x + flakes + np.rot90(flakes, k=2), 0, 1) * 255
 
 
-def frost(img: Img, c: tuple[float, float], rng: np.random.Generator, layers: tuple[np.ndarray, ...] = ()) -> np.ndarray:
+def frost(img: Img, c: tuple[float, float], rng: np.random.Generator,
+          layers: tuple[np.ndarray, ...] = ()) -> np.ndarray:
     """Frost ``c0 * x + c1 * crop`` on [0, 255] values, clipped: ``crop`` a random 32 x 32 window of one
     of the five frost photos (drawn uniformly; rows first, then columns) at a fifth of its size
     (:func:`frost_layers`)."""
