@@ -240,12 +240,29 @@ def contrast(img: Img, c: float, rng: np.random.Generator) -> np.ndarray:
     return np.clip((x - m) * c + m, 0, 1) * 255
 
 
+def _invert_affine(m: np.ndarray) -> np.ndarray:
+    """``cv2.invertAffineTransform`` of a 2 x 3 matrix."""
+    d = m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]
+    d = 1.0 / d if d != 0 else 0.0
+    a = np.array([[m[1, 1] * d, -m[0, 1] * d], [-m[1, 0] * d, m[0, 0] * d]])
+    return np.hstack([a, -a @ m[:, 2:]])
+
+
+def _fixed_point(row_part: np.ndarray, col_part: np.ndarray) -> np.ndarray:
+    """A source coordinate as OpenCV's ``warpAffine`` (bilinear, before 4.11) computes it: the row and
+    column terms rounded to 1/1024 separately, summed with half a step, floored to 1/32 pixel."""
+    fixed = np.rint(row_part * 1024) + 16 + np.rint(col_part * 1024)
+    return (fixed.astype(np.int64) >> 5) / 32.0
+
+
 def elastic_transform(img: Img, c: tuple[float, float, float], rng: np.random.Generator) -> np.ndarray:
     """Elastic transform ``(alpha, sigma, affine) = 32 * c`` (Simard et al. 2003, after a random affine).
 
     The affine map sends the points (26, 26), (26, 6), (6, 6) to themselves plus U(-affine, affine)
-    (float32), solved as ``cv2.getAffineTransform`` and applied as ``cv2.warpAffine``: bilinear, source
-    positions rounded to 1/32 pixel (OpenCV's fixed-point remap), reflect-101 border. Then a displacement
+    (float32), solved as ``cv2.getAffineTransform`` and applied as ``cv2.warpAffine`` did up to OpenCV
+    4.10 (the reference's era): bilinear at source positions in OpenCV's fixed point (1/32 pixel, see
+    :func:`_fixed_point`; matches OpenCV 4.10 to 1e-4 of a level), reflect-101 border. OpenCV 4.11+
+    warps with float positions, which moves a quarter of the uint8 values by up to 4 levels. Then a displacement
     field ``alpha * gaussian(U(-1, 1), sigma, truncate 3, reflect)`` per axis (dx drawn first, along the
     columns; dy along the rows), sampled bilinearly with the half-sample reflect border
     (``map_coordinates(mode="reflect")``). Severity 1 has alpha 0: the affine map only."""
@@ -257,10 +274,9 @@ def elastic_transform(img: Img, c: tuple[float, float, float], rng: np.random.Ge
     src = np.float32([centre + side, [centre[0] + side, centre[1] - side], centre - side])
     dst = src + rng.uniform(-affine, affine, size=src.shape).astype(np.float32)
     fwd = np.linalg.solve(np.hstack([src, np.ones((3, 1), np.float32)]).astype(np.float64), dst.astype(np.float64)).T
-    inv = np.linalg.inv(np.vstack([fwd, [0.0, 0.0, 1.0]]))
+    inv = _invert_affine(fwd)
     rows, cols = np.mgrid[0:h, 0:w].astype(np.float64)
-    sx = np.floor((inv[0, 0] * cols + inv[0, 1] * rows + inv[0, 2]) * 32 + 0.5) / 32
-    sy = np.floor((inv[1, 0] * cols + inv[1, 1] * rows + inv[1, 2]) * 32 + 0.5) / 32
+    sx, sy = (_fixed_point(inv[k, 1] * rows + inv[k, 2], inv[k, 0] * cols) for k in (0, 1))
     warped = np.stack([ndimage.map_coordinates(x[..., ch], [sy, sx], order=1, mode="mirror")
                        for ch in range(x.shape[-1])], axis=-1)
     dx = (gaussian(rng.uniform(-1, 1, size=(h, w)), sigma=sigma, mode="reflect", truncate=3) * alpha).astype(np.float32)
