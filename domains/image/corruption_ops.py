@@ -85,10 +85,13 @@ def motion_blur(img: np.ndarray, radius: float, sigma: float, angle: float) -> n
 
 
 def glass_blur(img: np.ndarray, rng: np.random.Generator, sigma: float, delta: int, iterations: int,
-               swap: bool = True) -> np.ndarray:
+               swap: bool = True, coin: bool = True) -> np.ndarray:
     """Glass blur (Hendrycks & Dietterich 2019): Gaussian blur, quantise to 8 bits, then ``iterations``
     passes over the interior (bottom-right to top-left) in which each pixel, with probability 1/2, is
     swapped with the pixel at a random offset in ``[-delta, delta)`` on each axis; blur again.
+
+    ``coin=False`` moves every pixel (no coin flip, one fewer draw per pixel): the ImageNet-C and
+    CIFAR-10-C code (``make_cifar_c.py``) has no coin; MNIST-C's added it.
 
     ``swap=False`` copies the neighbour's value instead of swapping: what the reference code does on
     colour images (its tuple assignment swaps two array *views*, so both pixels end up with the
@@ -104,7 +107,7 @@ def glass_blur(img: np.ndarray, rng: np.random.Generator, sigma: float, delta: i
     for _ in range(iterations):
         for yy in range(h - delta, delta, -1):
             for xx in range(w - delta, delta, -1):
-                if rng.random() < 0.5:
+                if not coin or rng.random() < 0.5:
                     dx, dy = rng.integers(-delta, delta, size=2)
                     y2, x2 = yy + dy, xx + dx
                     tmp = x[yy, xx].copy()

@@ -204,7 +204,15 @@ def _torchvision_fetcher(cls_name: str):
     return fetch
 
 
+def _fetch_cifar10(root: str | None = None) -> str:
+    """The frost photos of CIFAR-10-C (the imagecorruptions wheel, from PyPI) first, then CIFAR-10."""
+    from domains.image.cifar10c import FROST_WHEEL
+
+    wheel = FROST_WHEEL.ensure()
+    return f"{wheel}\n{_torchvision_fetcher('CIFAR10')(root)}"
+
+
 mnist5k.fetch = _fetch_mnist5k
 mnist.fetch = _torchvision_fetcher("MNIST")
 fashion_mnist.fetch = _torchvision_fetcher("FashionMNIST")
-cifar10.fetch = _torchvision_fetcher("CIFAR10")
+cifar10.fetch = _fetch_cifar10

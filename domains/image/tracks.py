@@ -12,6 +12,7 @@ from bench.suites import STANDARD
 from bench.threat import ThreatModel
 from bench.corruptions import domain_corruptions
 from bench.tracks import Track, TrainSpec, corruption_track, register_track
+from domains.image.cifar10c import CIFAR10C_KEYS
 
 N_MNIST = 500
 N_SWEEP = 100
@@ -53,7 +54,7 @@ FASHION = register_track(Track(
     description="Fashion-MNIST (full 60k training set), SmallCNN, Linf eps 0.1.",
 ))
 
-register_track(Track(
+CIFAR10 = register_track(Track(
     id="image-cifar10-linf-8_255", domain="image", dataset="cifar10", model="preact-resnet18",
     threat=ThreatModel("linf", 8 / 255), suite=STANDARD, cascade=True, n_eval=1000,
     train=TrainSpec(epochs=30, batch_size=128, lr=0.2, optimizer="sgd", schedule="onecycle", weight_decay=5e-4,
@@ -76,4 +77,12 @@ register_track(corruption_track(
     FASHION, id="image-fashionmnist-mnistc", corruption_set="mnist-c", corruptions=MNIST_C_KEYS,
     description="Fashion-MNIST's test images under the 15 MNIST-C corruptions (one severity each), "
                 "evaluated on the Fashion-MNIST track's checkpoints.",
+))
+
+#: CIFAR-10-C (Hendrycks & Dietterich 2019) on the CIFAR-10 track's checkpoints (domains.image.cifar10c)
+register_track(corruption_track(
+    CIFAR10, id="image-cifar10-cifar10c", corruption_set="cifar-10-c", corruptions=CIFAR10C_KEYS,
+    description="CIFAR-10's fixed test subset under the 15 CIFAR-10-C corruptions at 5 severities (75 cells), "
+                "evaluated on the CIFAR-10 track's checkpoints; needs CIFAR-10 on disk and the imagecorruptions "
+                "wheel (frost photos) in the cache.",
 ))
