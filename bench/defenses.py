@@ -97,7 +97,7 @@ def parse_transform(spec: str, domain: str) -> tuple[InputTransform, dict[str, A
     name, _, rest = spec.partition(":")
     key = f"{domain}/{name.strip()}"
     if key not in TRANSFORMS:
-        known = sorted(k.split("/", 1)[1] for k in TRANSFORMS.keys() if k.startswith(domain + "/"))
+        known = sorted(k.split("/", 1)[1] for k in TRANSFORMS.names() if k.startswith(domain + "/"))
         raise UserError(f"unknown {domain} transform {name!r}; known: {', '.join(known) or 'none'}")
     t = TRANSFORMS.get(key)
     params = dict(t.params)
@@ -241,7 +241,7 @@ def choose_protocol(model: TaskModel, checks: Mapping[str, float | None], *, mod
     if mode not in ("auto", "plain"):
         raise UserError(f"--protocol must be auto or plain, got {mode!r}")
     if mode == "plain":
-        return Protocol(forced=True)
+        return Protocol(name="plain", forced=True)
     from bench.sanity import CHECKS
 
     reasons, rand, bpda = [], False, False

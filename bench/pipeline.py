@@ -366,9 +366,11 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
     model, suite = apply_protocol(model, suite, proto)
     if isinstance(model, TransformedModel):
         model.reseed()  # the evaluation's random draws do not depend on how many checks ran
+    # a transformed or adaptive evaluation never resumes from another protocol's outcomes
+    resume_key = f"{ckpt_sha}/{track.id}" + ("" if proto.name == "standard" else f"/{defense}/{proto.name}")
     report = evaluate(model, data.inputs, data.y, track.threat, suite, batch_size=bs,
                       cascade=track.cascade if cascade is None else cascade, seed=seed, device=dev, index=idx,
-                      progress=progress, resume_file=partial, resume_key=f"{ckpt_sha}/{track.id}", flags=False,
+                      progress=progress, resume_file=partial, resume_key=resume_key, flags=False,
                       keep_adv=save_adv is not None)
     if model_spec is not None and partial.parent.is_dir() and not any(partial.parent.iterdir()):
         partial.parent.rmdir()  # the finished evaluation removed its partial file

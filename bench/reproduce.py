@@ -85,6 +85,11 @@ def compare(doc: dict[str, Any], published: dict[str, Any] | None) -> dict[str, 
     mine, theirs = _outcomes(doc, n), _outcomes(published, n)
     agree = sum(a == b for a, b in zip(mine["robust"], theirs["robust"]))
     agree_clean = sum(a == b for a, b in zip(mine["clean"], theirs["clean"]))
+    words = {}
+    ours_we, theirs_we = doc["per_example"].get("robust_word_errors"), published["per_example"].get("robust_word_errors")
+    if ours_we is not None and theirs_we is not None:  # WER: the worst-case word errors, utterance by utterance
+        words = {"word_errors_agree": sum(a == b for a, b in zip(ours_we[:n], theirs_we[:n])),
+                 "word_errors_compared": len(ours_we[:n])}
     return {**out, "published": {
         "n": published["n"],
         "clean": published["metrics"][published["headline"]["clean"]],
@@ -92,7 +97,7 @@ def compare(doc: dict[str, Any], published: dict[str, Any] | None) -> dict[str, 
         # the published outcomes on the same n examples (accuracy: the share robust)
         "robust_accuracy_same_examples": theirs["robust"].count("1") / len(theirs["robust"]),
         "robust_accuracy_ours": mine["robust"].count("1") / len(mine["robust"]),
-        "robust_agree": agree, "clean_agree": agree_clean, "outcomes": len(mine["robust"]),
+        "robust_agree": agree, "clean_agree": agree_clean, "outcomes": len(mine["robust"]), **words,
     }}
 
 
@@ -161,6 +166,8 @@ def summary_line(row: dict[str, Any]) -> str:
         return head + " (no published result to compare)"
     same = "" if row.get("metric") == "wer" else \
         f"; published on the same examples {p['robust_accuracy_same_examples']:.3f}"
-    return (head + same + f", per-example outcomes agree {p['robust_agree']}/{p.get('outcomes', row['n'])}; "
+    words = f", word errors agree {p['word_errors_agree']}/{p['word_errors_compared']}" \
+        if "word_errors_agree" in p else ""
+    return (head + same + f", per-example outcomes agree {p['robust_agree']}/{p.get('outcomes', row['n'])}{words}; "
             f"published on n={p['n']}: robust {p['robust']:.3f} "
             f"({row['seconds']:.0f} s)")

@@ -210,11 +210,33 @@ def problems(doc: Any, path: str | Path | None = None) -> list[str]:
             out.append(f"per_example/{key}: {v.count('1')}/{doc['n']} correct does not match metrics/{metric} "
                        f"{m[metric]}")
     out.extend(word_error_problems(doc))
+    out.extend(protocol_problems(doc))
     for k, v in _numbers(doc):
         if isinstance(v, float) and not math.isfinite(v):
             out.append(f"{k}: not a finite number")
     if path is not None:
         out.extend(path_problems(doc, path))
+    return out
+
+
+def protocol_problems(doc: dict[str, Any]) -> list[str]:
+    """An inference-time defense (bench.defenses) must say so in its id and be evaluated adaptively where it
+    declares it needs to be: a transform that is not differentiable needs BPDA, a randomized one EOT, unless
+    the evaluation was forced plain (then the leaderboard marks it as not adaptive)."""
+    t, p = doc.get("transform"), doc.get("protocol")
+    out = []
+    if t is not None:
+        if f"+{t['name']}" not in doc["defense"]:
+            out.append(f"defense: {doc['defense']!r} hides its transform {t['name']!r} (expected <recipe>+{t['name']}...)")
+        if p is None:
+            out.append("protocol: missing for a result with a transform")
+    if p is not None and p["name"] != "plain":
+        if t is not None and not t["differentiable"] and not p["bpda"]:
+            out.append(f"protocol: transform {t['name']} is not differentiable but the evaluation ran without BPDA")
+        if t is not None and t["randomized"] and p["eot"] <= 1:
+            out.append(f"protocol: transform {t['name']} is randomized but the evaluation ran without EOT")
+        if ("rand" in p["name"].split("+")) != (p["eot"] > 1) or ("bpda" in p["name"].split("+")) != p["bpda"]:
+            out.append(f"protocol: name {p['name']!r} disagrees with eot {p['eot']} / bpda {p['bpda']}")
     return out
 
 

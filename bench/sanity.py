@@ -29,11 +29,14 @@ robustness", §5 checklist):
 ``zero-gradients``
     share of examples whose input gradient of the model's objective at the
     clean point is all-zero or non-finite; raised if > 0.05 (input
-    quantization, saturated softmax, non-differentiable layers).
+    quantization, saturated softmax, non-differentiable layers). Measured
+    before the attacks too: with a declared transform it switches the
+    evaluation to BPDA (``bench.defenses``).
 ``randomized-forward``
     share of examples whose outputs differ between two identical forward
     passes in eval mode (beyond 1e-4 relative); raised if > 0. A randomized
-    defense needs EOT attacks, which this suite does not run.
+    defense needs EOT attacks: measured before the attacks, it switches the
+    evaluation to AutoAttack's rand protocol (``bench.defenses``).
 ``single-step-gap``
     accuracy under the suite's single-step attacks (FGSM) minus accuracy
     under its multi-step attacks, both alone; raised if > 0.3. The signature

@@ -144,6 +144,9 @@ def row_of(doc: dict[str, Any], rel_path: str) -> dict[str, Any]:
         "seed": doc["seed"], "checkpoint_sha256": prov.get("checkpoint_sha256"), "device": prov.get("device"),
         "torch_version": prov.get("torch_version"), "timestamp": prov.get("timestamp"),
         "config_hash": prov.get("config_hash"), "path": rel_path,
+        # the evaluation protocol (bench.defenses): "standard", or the adaptive one the checks switched to
+        "protocol": (doc.get("protocol") or {}).get("name", "standard"),
+        "protocol_reasons": "; ".join((doc.get("protocol") or {}).get("reasons", [])),
     }
     for name, v in per_attack.items():
         row[f"attack:{name}"] = float(v)

@@ -114,8 +114,18 @@ def track_markdown(df: pd.DataFrame, track: str) -> str:
         rows.append([str(r["rank"]), model_cell(r), md(r["defense"]), pct(r["clean"]), pct(r["robust"]),
                      row_ci(r, "robust"), row_p(r, first=i == 0)]
                     + [pct(r[a]) for a in attacks] + [seconds(r["train_seconds"]),
-                                                      ", ".join(md(f) for f in r["flags"].split(";") if f)])
+                                                      ", ".join([protocol_mark(r)] * bool(protocol_mark(r))
+                                                                + [md(f) for f in r["flags"].split(";") if f])])
     return _table(header, rows) + "\n\n" + TIE_NOTE
+
+
+def protocol_mark(r: dict) -> str:
+    """``adaptive: bpda`` when the checks switched the suite (bench.defenses), ``plain (not adaptive)`` when an
+    evaluation was forced to skip the switch, else empty."""
+    p = r.get("protocol") or "standard"
+    if not isinstance(p, str) or p == "standard":
+        return ""
+    return "plain (not adaptive)" if p == "plain" else f"adaptive: {md(p)}"
 
 
 #: under every track table: what the interval and the shared ranks mean

@@ -17,7 +17,8 @@ import pandas as pd
 
 from leaderboard.aggregate import attack_columns, cross_domain, tracks
 from leaderboard.flags import FLAG_EXPLANATIONS
-from leaderboard.markdown import attack_unit, ci_cell, cross_cell, pct, rank_cell, row_ci, row_p, safe_url, seconds
+from leaderboard.markdown import (attack_unit, ci_cell, cross_cell, pct, protocol_mark, rank_cell, row_ci, row_p,
+                                  safe_url, seconds)
 
 CSP = ("default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
        "base-uri 'none'; form-action 'none'")
@@ -118,6 +119,14 @@ def badges(flag_details: str) -> str:
     return "".join(out)
 
 
+def protocol_badge(r: dict) -> str:
+    """A badge for an adaptive evaluation (BPDA / EOT, bench.defenses), with the checks that switched it."""
+    mark = protocol_mark(r)
+    if not mark:
+        return ""
+    return f'<span class="badge protocol" title="{e(r.get("protocol_reasons") or "")}">{e(mark)}</span>'
+
+
 def model_html(r: dict) -> str:
     """The model column: the model id, then the card's venue linked to its paper (title on hover) when present."""
     cell = e(r["model"])
@@ -182,7 +191,7 @@ def track_table_html(sub: pd.DataFrame) -> str:
         cells += [_td(pct(r[a]), sort=_num_attr(r[a]), title=_attack_ci(r[a], r["n"], sub)) for a in attacks]
         cells += [_td(seconds(r["train_seconds"]), sort=_num_attr(r["train_seconds"])),
                   _td(seconds(r["eval_seconds"]), sort=_num_attr(r["eval_seconds"])),
-                  _td(badges(r["flag_details"]), sort=r["flags"], cls="t", raw=True),
+                  _td(protocol_badge(r) + badges(r["flag_details"]), sort=r["flags"], cls="t", raw=True),
                   _td(prov, sort=r["timestamp"], cls="t", raw=True)]
         rows.append('<tr class="result-row">' + "".join(cells) + "</tr>")
     return _table("results", header, rows)

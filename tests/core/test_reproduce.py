@@ -8,7 +8,7 @@ import pytest
 
 from bench.cli import main
 from bench.errors import UserError
-from bench.reproduce import compare, jobs_for, published_result, reproduce
+from bench.reproduce import compare, jobs_for, published_result, reproduce, summary_line
 from bench.tracks import get_track
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,3 +83,18 @@ def test_never_written_over_the_published_results(tmp_path):
 def test_training_flags_need_train(capsys):
     assert main(["run", "quick", "--recipes", "erm"]) == 2
     assert "add --train" in capsys.readouterr().err
+
+
+def test_compare_counts_differing_word_errors_on_a_wer_track():
+    """WER results are compared utterance by utterance on the worst-case word errors, not only exact match."""
+    pub = {"n": 4, "metric": "wer", "headline": {"clean": "clean_wer", "robust": "robust_wer"},
+           "metrics": {"clean_wer": 0.1, "robust_wer": 0.9},
+           "per_example": {"clean": "1101", "robust": "0000", "robust_word_errors": [3, 2, 5, 1]}}
+    mine = json.loads(json.dumps(pub))
+    assert compare(mine, pub)["published"]["word_errors_agree"] == 4
+    mine["per_example"]["robust_word_errors"] = [3, 2, 4, 1]  # same exact-match bits, one error fewer
+    got = compare(mine, pub)["published"]
+    assert got["robust_agree"] == 4 and got["word_errors_agree"] == 3 and got["word_errors_compared"] == 4
+    row = {"track": "t", "defense": "d", "n": 4, "clean": 0.1, "robust": 0.9, "metric": "wer", "seconds": 1.0,
+           "published": got}
+    assert "word errors agree 3/4" in summary_line(row)
