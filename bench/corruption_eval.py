@@ -221,6 +221,10 @@ def eval_corruption_track(track, model, raw: ArrayData, idx: torch.Tensor, *, pr
     doc = corruption_document(track, res, model=model_id, defense=defense, seed=seed, ckpt_config=ckpt_config,
                               checkpoint_sha256=ckpt_sha, eval_seconds=time.perf_counter() - t0, device=device,
                               git=git)
+    from bench.defenses import TransformedModel
+
+    if isinstance(model, TransformedModel):  # an inference-time defense in front of the model
+        doc["transform"] = model.describe()
     return write_result(doc, root=results, path=out)
 
 

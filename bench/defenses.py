@@ -62,6 +62,9 @@ class InputTransform:
         bpda: the backward stand-in for a non-differentiable transform: ``None`` for the identity,
             or a differentiable ``fn(z, params) -> z'`` whose vector-Jacobian product is used.
         description: one line, with its source.
+        stage: ``"z"`` (applied to the attack space in every forward pass) or ``"input"`` (applied to the
+            raw inputs before the model's own preprocessing, e.g. a spelling corrector in front of a
+            tokenizer: seen by discrete attacks and corruptions, not by attacks in ``z``).
     """
 
     name: str
@@ -72,6 +75,7 @@ class InputTransform:
     randomized: bool = False
     bpda: Callable[[torch.Tensor, Mapping[str, Any]], torch.Tensor] | None = None
     description: str = ""
+    stage: str = "z"
 
     @property
     def key(self) -> str:
@@ -172,7 +176,10 @@ class TransformedModel(TaskModel):
         return self._gen
 
     def apply(self, z: torch.Tensor) -> torch.Tensor:
-        t, gen = self.transform, self._generator(z.device)
+        t = self.transform
+        if t.stage != "z":
+            return z
+        gen = self._generator(z.device)
         if t.differentiable:
             return t.fn(z, self.params, gen)
         with torch.no_grad():
@@ -185,6 +192,29 @@ class TransformedModel(TaskModel):
     def encode(self, inputs: Any) -> tuple[torch.Tensor, Context]:
         return self.inner.encode(inputs)
 
+    # ------------------------------------------------ raw inputs (stage "input")
+    def apply_raw(self, raw: Any) -> Any:
+        """The transform on raw inputs (stage ``input``); the inputs unchanged otherwise."""
+        if self.transform.stage != "input":
+            return raw
+        return self.transform.fn(raw, self.params, self._generator("cpu"))
+
+    def prepare(self, data):
+        """The inner model's preprocessing, after the transform for an input-stage one."""
+        from bench.data import ArrayData
+
+        if self.transform.stage == "input" and not isinstance(data.inputs, dict):
+            data = ArrayData(self.apply_raw(data.inputs), data.y, dict(data.meta))
+        fn = getattr(self.inner, "prepare", None)
+        return fn(data) if callable(fn) else data
+
+    def tokenize(self, texts):
+        return self.inner.tokenize(self.apply_raw(texts))
+
+    def classify_texts(self, texts, *args, **kwargs):
+        """The query interface of discrete text attacks, through the front end."""
+        return self.inner.classify_texts(self.apply_raw(texts), *args, **kwargs)
+
     def forward(self, z: torch.Tensor, ctx: Context | None = None) -> torch.Tensor:
         return self.inner(self.apply(z), ctx)
 
@@ -195,7 +225,7 @@ class TransformedModel(TaskModel):
     def describe(self) -> dict[str, Any]:
         t = self.transform
         return {"name": t.name, "key": t.key, "params": dict(self.params), "differentiable": t.differentiable,
-                "randomized": t.randomized, "bpda": "identity" if t.bpda is None else "stand-in"}
+                "randomized": t.randomized, "bpda": "identity" if t.bpda is None else "stand-in", "stage": t.stage}
 
 
 class EOTView(nn.Module):
@@ -256,7 +286,7 @@ def choose_protocol(model: TaskModel, checks: Mapping[str, float | None], *, mod
     if zg is not None and zg > CHECKS["zero-gradients"][0]:
         bpda = True
         reasons.append(f"zero-gradients {zg:.3f} > {CHECKS['zero-gradients'][0]:g}")
-    if isinstance(t, InputTransform) and not t.differentiable:
+    if isinstance(t, InputTransform) and not t.differentiable and t.stage == "z":
         bpda = True
         reasons.append(f"transform {t.name} declares itself non-differentiable")
     if bpda and not isinstance(model, TransformedModel):

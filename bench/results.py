@@ -231,7 +231,7 @@ def protocol_problems(doc: dict[str, Any]) -> list[str]:
         if p is None:
             out.append("protocol: missing for a result with a transform")
     if p is not None and p["name"] != "plain":
-        if t is not None and not t["differentiable"] and not p["bpda"]:
+        if t is not None and not t["differentiable"] and t.get("stage", "z") == "z" and not p["bpda"]:
             out.append(f"protocol: transform {t['name']} is not differentiable but the evaluation ran without BPDA")
         if t is not None and t["randomized"] and p["eot"] <= 1:
             out.append(f"protocol: transform {t['name']} is randomized but the evaluation ran without EOT")

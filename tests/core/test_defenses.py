@@ -182,3 +182,46 @@ def test_rand_protocol_runs_eot_on_a_randomized_defense(mnist, tmp_path):
     evaluate(noisy, x[:4], y[:4], ThreatModel("linf", 0.3), spec, index=idx[:4], flags=False)
     # clean pass + APGD's clean pass + (1 start + 2 steps) x 5 EOT samples, on one batch
     assert counts["n"] >= 15
+
+
+def test_text_front_end_corrects_typos_and_is_seen_by_raw_queries():
+    from domains.text.defenses import correct_word, vocabulary
+
+    vocab = vocabulary("rotten-tomatoes", 2)
+    assert [correct_word(w, vocab) for w in ("moive", "Borring", "teh", "brillaint", "the", "xq")] == \
+        ["movie", "Boring", "the", "brilliant", "the", "xq"]
+    t, p = parse_transform("spell", "text")
+    assert t.stage == "input" and choose_protocol(TransformedModel(_Linear(), t, p), {}).name == "standard"
+
+    class _Texts(TaskModel):
+        seen: list = []
+
+        def classify_texts(self, texts):
+            _Texts.seen = list(texts)
+            return torch.zeros(len(texts), 2)
+
+    front = TransformedModel(_Texts(), t, p)
+    front.classify_texts(["a moive so borring"])
+    assert _Texts.seen == ["a movie so boring"]  # discrete attacks query through the front end
+    z = torch.ones(1, 3)
+    assert torch.equal(front.apply(z), z)  # an input-stage transform leaves the attack space alone
+
+
+def test_text_front_end_on_the_typo_corruption_track(tmp_path):
+    out = tmp_path / "c.json"
+    rc = main(["eval", "--track", "text-rt-corruptions", "--checkpoint",
+               "zoo/text-rt-emb-l2-0.05/tiny-bert__erm.safetensors", "--transform", "spell", "--n", "60",
+               "--quiet", "--out", str(out)])
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    assert doc["defense"] == "erm+spell" and doc["transform"]["stage"] == "input" and problems(doc) == []
+    typo = [v for k, v in doc["metrics"]["per_corruption_mean"].items() if k.startswith("typo-")]
+    published = json.loads(open("results/text/rotten-tomatoes/text-c/tiny-bert__erm.json").read())
+    pub_typo = [published["metrics"]["per_corruption_mean"][k] for k in doc["metrics"]["per_corruption_mean"]
+                if k.startswith("typo-")]
+    # on the same 60 texts the corrector recovers typos: at least as good on average as without it
+    pub_cells = published["per_example"]["cells"]
+    typo_keys = [k for k in pub_cells if k.startswith("typo-")]
+    without = sum(pub_cells[k][:60].count("1") for k in typo_keys) / (60 * len(typo_keys))
+    with_fe = sum(doc["per_example"]["cells"][k].count("1") for k in typo_keys) / (60 * len(typo_keys))
+    assert with_fe > without and len(typo) == len(pub_typo) == 4
