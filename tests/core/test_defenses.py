@@ -225,3 +225,14 @@ def test_text_front_end_on_the_typo_corruption_track(tmp_path):
     without = sum(pub_cells[k][:60].count("1") for k in typo_keys) / (60 * len(typo_keys))
     with_fe = sum(doc["per_example"]["cells"][k].count("1") for k in typo_keys) / (60 * len(typo_keys))
     assert with_fe > without and len(typo) == len(pub_typo) == 4
+
+
+def test_leaderboard_marks_adaptive_and_plain_evaluations():
+    from leaderboard.markdown import protocol_mark
+    from leaderboard.site import protocol_badge
+
+    assert protocol_mark({"protocol": "standard"}) == "" and protocol_mark({}) == ""
+    assert protocol_mark({"protocol": "rand+bpda"}) == "adaptive: rand+bpda"
+    assert protocol_mark({"protocol": "plain"}) == "plain (not adaptive)"
+    badge = protocol_badge({"protocol": "bpda", "protocol_reasons": 'zero-gradients 1.000 > 0.05; <b>"x"</b>'})
+    assert "adaptive: bpda" in badge and "<b>" not in badge and "zero-gradients 1.000" in badge
