@@ -288,3 +288,21 @@ def test_gaussian_aug_trains_on_noisy_inputs():
     assert float(zs.std()) == pytest.approx(0.3, rel=0.05) and abs(float(zs.mean())) < 0.02
     with pytest.raises(UserError, match="sigma must be a number > 0"):
         RECIPES.get("gaussian-aug")(sigma=0)
+
+
+# ------------------------------------------------------------------ the board
+def test_certified_board_table_and_plot(tmp_path):
+    from leaderboard.build import build
+
+    write_result(_doc(), root=tmp_path / "results")
+    built = build(tmp_path / "results", tmp_path / "site", tmp_path / "LB.md")
+    md = built.markdown.read_text()
+    section = md.split("## Certified robustness (randomized smoothing)", 1)[1]
+    # the row: clean 50, headline 25 at radius 0.5, then the curve at 0, 0.25, 0.5, 0.75
+    assert "| image-toy-smooth-0.5 | 0.5 | linear | gaussian-aug | 4 | 100/2,000, α 0.001 | 50.0 | 25.0 @ 0.5 | " \
+           "50.0 | 50.0 | 25.0 | 25.0 |" in section
+    assert (tmp_path / "site" / "plots" / "certified-image.png").stat().st_size > 1000
+    assert 'id="certified"' in (tmp_path / "site" / "index.html").read_text()
+    assert built.collection.problems == ()
+    empty = build(tmp_path / "none", tmp_path / "site2", tmp_path / "LB2.md")  # no certified results: still builds
+    assert "Certified robustness" not in empty.markdown.read_text()
