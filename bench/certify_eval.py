@@ -56,7 +56,10 @@ def run_certify(model, data: ArrayData, idx: torch.Tensor, track, *, seed: int, 
         from dataclasses import replace
 
         ctx = replace(ctx, index=idx[pos].to(device)).to(device)
-        cert = certify(model, z.detach(), ctx, spec.sigma, n0, n, spec.alpha, batch=spec.batch, seed=seed,
+        from bench.training.gaussian import noise_level
+
+        sigma = noise_level(spec.sigma, spec.relative, ctx)
+        cert = certify(model, z.detach(), ctx, sigma, n0, n, spec.alpha, batch=spec.batch, seed=seed,
                        progress=bar.update if bar is not None else None)
         u = threat_units(track.threat, cert.radius, z.detach(), ctx)
         preds += cert.prediction.tolist()
@@ -64,7 +67,7 @@ def run_certify(model, data: ArrayData, idx: torch.Tensor, track, *, seed: int, 
         units += [None if p == ABSTAIN else float(v) for p, v in zip(cert.prediction.tolist(), u.tolist())]
     if bar is not None:
         bar.close()
-    return {"prediction": preds, "radius": radii, "radius_units": units, "n0": n0, "n": n}
+    return {"prediction": preds, "radius": radii, "radius_units": units, "n0": n0, "n": n, "sigma": sigma}
 
 
 def _is_db(threat: dict[str, Any]) -> bool:
@@ -121,7 +124,8 @@ def certified_document(track, out: dict[str, Any], y, *, model: str, defense: st
     metrics = certified_metrics(out, correct, spec.radii, threat.eps, db, kw)
     notes = []
     trained = (ckpt_config.get("recipe_params") or {}).get("sigma")
-    if trained is not None and abs(float(trained) - spec.sigma) > 1e-12:
+    trained_relative = bool((ckpt_config.get("recipe_params") or {}).get("relative", False))
+    if trained is not None and (abs(float(trained) - spec.sigma) > 1e-12 or trained_relative != spec.relative):
         notes.append(f"the checkpoint was trained with noise sigma {trained}, certified at sigma {spec.sigma}")
     per_example = {"clean": bits(torch.tensor(correct, dtype=torch.bool)),
                    "robust": bits(torch.tensor(certified_at(out["radius_units"], correct, threat.eps, db))),
@@ -142,7 +146,8 @@ def certified_document(track, out: dict[str, Any], y, *, model: str, defense: st
         "certification": {
             "id": spec.id, "method": "randomized-smoothing", "sigma": spec.sigma, "n0": out["n0"], "n": out["n"],
             "alpha": spec.alpha, "radii": [float(r) for r in spec.radii], "units": threat.id,
-            "full_counts": bool(full), "max_radius": max_radius(spec.sigma, out["n"], spec.alpha),
+            "full_counts": bool(full), "max_radius": max_radius(out.get("sigma", spec.sigma), out["n"], spec.alpha),
+            **({"relative": True, "noise_sigma": out["sigma"]} if spec.relative else {}),
         },
         "model": model,
         "defense": defense,
@@ -187,7 +192,7 @@ def certified_problems(doc: dict[str, Any]) -> list[str]:
     if threat.norm != "l2":
         out.append(f"threat: randomized smoothing certifies L2 balls, not {threat.norm}")
     correct = [b == "1" for b in pe["clean"]]
-    top = max_radius(cert["sigma"], cert["n"], cert["alpha"])
+    top = max_radius(cert.get("noise_sigma", cert["sigma"]), cert["n"], cert["alpha"])
     absolute = threat.scale == "absolute" and threat.per == "example"
     for i, (p, r, u, ok) in enumerate(zip(pe["prediction"], pe["radius"], pe["radius_units"], correct)):
         if (p == ABSTAIN) != (r is None) or (p == ABSTAIN) != (u is None):

@@ -53,6 +53,8 @@ class CertifySpec:
             dB SNR, or a fraction of the embedding scale per token); the threat's own eps is the headline.
         n0_full, n_full: the paper's counts, used instead when CUDA is available.
         batch: noise samples per forward pass (memory only: results do not depend on it).
+        relative: ``sigma`` is a fraction of the model's ``ctx.eps_scale`` (token embeddings, whose scale the
+            model learns), as relative threat models read eps.
     """
 
     sigma: float
@@ -63,6 +65,7 @@ class CertifySpec:
     n0_full: int = 100
     n_full: int = 100_000
     batch: int = 1000
+    relative: bool = False
 
     def __post_init__(self) -> None:
         if not self.sigma > 0 or not 0 < self.alpha < 0.5 or self.n0 < 1 or self.n < 1 or self.batch < 1:
@@ -231,15 +234,17 @@ def corruption_track(base: Track, *, id: str, corruption_set: str, corruptions: 
 
 def certification_track(base: Track, *, id: str, sigma: float, threat: ThreatModel, radii: tuple[float, ...],
                         n_eval: int, n0: int = 100, n: int = 1000, alpha: float = 0.001, batch: int = 1000,
-                        headline: tuple[str, str] | None = None, description: str = "") -> Track:
+                        headline: tuple[str, str] | None = None, description: str = "", relative: bool = False) -> Track:
     """A randomized-smoothing track on ``base``'s dataset, model family and training budget: the
     ``gaussian-aug`` recipe at ``sigma`` is trained on it (its own zoo) and certified (:mod:`bench.certify`)
     on the first ``n_eval`` examples of the fixed subset. ``threat`` (L2) gives the radii's units and the
     headline radius (its eps); ``headline``: the metrics keys (default clean / certified accuracy)."""
     if threat.norm != "l2":
         raise ValueError(f"certification track {id}: randomized smoothing with Gaussian noise certifies L2 balls")
-    spec = CertifySpec(sigma=sigma, n0=n0, n=n, alpha=alpha, radii=tuple(float(r) for r in radii), batch=batch)
-    params = {**{k: dict(v) for k, v in base.train.recipe_params.items()}, "gaussian-aug": {"sigma": float(sigma)}}
+    spec = CertifySpec(sigma=sigma, n0=n0, n=n, alpha=alpha, radii=tuple(float(r) for r in radii), batch=batch,
+                       relative=relative)
+    aug = {"sigma": float(sigma), **({"relative": True} if relative else {})}
+    params = {**{k: dict(v) for k, v in base.train.recipe_params.items()}, "gaussian-aug": aug}
     return replace(base, id=id, threat=threat, certify=spec, n_eval=n_eval, suite=(), eps_sweep=(), sweep_suite=None,
                    sweep_n=None, cascade=False, quick=False, recipes=("gaussian-aug",), zoo_n=min(20, n_eval),
                    train=replace(base.train, eps_ramp_epochs=0.0, recipe_params=params),

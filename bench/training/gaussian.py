@@ -26,17 +26,29 @@ def gaussian_noise(z: torch.Tensor, ctx, sigma: float, generator: torch.Generato
     return eps
 
 
+def noise_level(sigma: float, relative: bool, ctx) -> float:
+    """The absolute noise level: ``sigma``, or ``sigma`` times the model's ``ctx.eps_scale`` when ``relative``
+    (token embeddings, whose scale the model learns: an absolute level could be outgrown by larger embeddings)."""
+    if not relative:
+        return sigma
+    if ctx is None or ctx.eps_scale is None:
+        raise UserError("relative noise needs a model that provides ctx.eps_scale (e.g. its mean embedding norm)")
+    return sigma * float(ctx.eps_scale)
+
+
 @RECIPES.register("gaussian-aug")
-def gaussian_aug(sigma: float = 0.25) -> Recipe:
+def gaussian_aug(sigma: float = 0.25, relative: bool = False) -> Recipe:
     """Train on ``z + N(0, sigma²)`` (Cohen, Rosenfeld & Kolter 2019, §4): the base classifier of a smoothed
-    classifier certified at noise level ``sigma``. The threat model of the track is not used."""
+    classifier certified at noise level ``sigma`` (times ``ctx.eps_scale`` when ``relative``). The threat
+    model of the track is not used."""
     if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not sigma > 0:
         raise UserError(f"gaussian-aug: sigma must be a number > 0, got {sigma!r}")
     sigma = float(sigma)
 
     def inner(model, z, ctx, y, threat, state):
         # drawn from torch's global generator, which the loop seeds (bench.rng.seed_everything)
-        return (z + gaussian_noise(z, ctx, sigma)).detach()
+        return (z + gaussian_noise(z, ctx, noise_level(sigma, relative, ctx))).detach()
 
-    return Recipe("gaussian-aug", inner=inner, loss=adversarial_loss, params={"sigma": sigma},
+    params = {"sigma": sigma, **({"relative": True} if relative else {})}
+    return Recipe("gaussian-aug", inner=inner, loss=adversarial_loss, params=params,
                   cite="Cohen, Rosenfeld & Kolter 2019, Certified Adversarial Robustness via Randomized Smoothing")

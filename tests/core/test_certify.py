@@ -255,6 +255,8 @@ def test_certification_tracks_are_declared_with_cpu_counts():
         assert t.train.recipe_params["gaussian-aug"] == {"sigma": sigma}
         assert t.certify.counts(False) == (100, 1000) and t.certify.counts(True) == (100, 100_000)
         assert "n = 1,000" in t.description and t.train.epochs == get_track("image-mnist5k-linf-0.3").train.epochs
+    text = get_track("text-rt-smooth-0.2")
+    assert text.certify.relative and text.train.recipe_params["gaussian-aug"] == {"sigma": 0.2, "relative": True}
     kws = get_track("speech-kws-smooth-0.02")
     assert kws.threat.id == "snr-40db" and kws.headline_keys == ("clean_accuracy_keywords", "certified_accuracy_keywords")
     with pytest.raises(ValueError, match="certifies L2"):
@@ -288,6 +290,20 @@ def test_gaussian_aug_trains_on_noisy_inputs():
     assert float(zs.std()) == pytest.approx(0.3, rel=0.05) and abs(float(zs.mean())) < 0.02
     with pytest.raises(UserError, match="sigma must be a number > 0"):
         RECIPES.get("gaussian-aug")(sigma=0)
+
+
+def test_relative_noise_follows_the_embedding_scale():
+    from bench.registry import RECIPES
+
+    rec = RECIPES.get("gaussian-aug")(sigma=0.5, relative=True)
+    z = torch.zeros(8, 6, 64)
+    mask = torch.ones(8, 6, 1)
+    mask[:, 0] = 0  # [CLS]
+    torch.manual_seed(0)
+    out = rec.inner(None, z, Context(mask=mask, eps_scale=2.0), None, None, {})
+    assert float(out[:, 1:].std()) == pytest.approx(1.0, rel=0.05) and bool((out[:, 0] == 0).all())
+    with pytest.raises(UserError, match="eps_scale"):
+        rec.inner(None, z, Context(), None, None, {})
 
 
 # ------------------------------------------------------------------ the board
