@@ -322,3 +322,12 @@ def test_certified_board_table_and_plot(tmp_path):
     assert built.collection.problems == ()
     empty = build(tmp_path / "none", tmp_path / "site2", tmp_path / "LB2.md")  # no certified results: still builds
     assert "Certified robustness" not in empty.markdown.read_text()
+
+
+def test_cli_refuses_adversarial_examples_on_a_certification_track(tmp_path, capsys):
+    from bench.cli import main
+
+    rc = main(["eval", "--track", "image-mnist5k-smooth-0.25", "--model", "zoo:image-mnist5k-smooth-0.25/gaussian-aug",
+               "--save-adv", str(tmp_path / "adv"), "--results", str(tmp_path), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "is a certification track: there are no adversarial examples" in err[0]
