@@ -49,7 +49,9 @@ def run_certify(model, data: ArrayData, idx: torch.Tensor, track, *, seed: int, 
         bar = tqdm(total=len(data), desc=f"certify {track.id}", unit="ex", leave=False)
     preds, radii, units = [], [], []
     model.eval()
-    for pos, xb, _ in data.batches(max(1, min(len(data), 50))):
+    # one example per encode: a padded batch (text) would give an example a length, hence a noise draw,
+    # that depends on its neighbours; alone it always has its own (CERTIFY's own batching is per example)
+    for pos, xb, _ in data.batches(1):
         xb = to_device(xb, device)
         with torch.no_grad():
             z, ctx = model.encode(xb)

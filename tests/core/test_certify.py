@@ -331,3 +331,29 @@ def test_cli_refuses_adversarial_examples_on_a_certification_track(tmp_path, cap
                "--save-adv", str(tmp_path / "adv"), "--results", str(tmp_path), "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "is a certification track: there are no adversarial examples" in err[0]
+
+
+def test_a_padded_example_gets_the_same_certificate_whatever_its_neighbours():
+    """Text batches are padded to their longest member; run_certify encodes one example at a time, so an
+    example's noise (and certificate) never depends on the length of the others."""
+    from bench.certify_eval import run_certify
+
+    class Padded(TaskModel):
+        def encode(self, x):
+            length = int((x.abs().sum(-1) > 0).sum(1).max())  # trim to the longest in the batch
+            z = x[:, :length]
+            return z, Context(mask=(z.abs().sum(-1, keepdim=True) > 0).float())
+
+        def forward(self, z, ctx=None):
+            s = (z * ctx.mask).sum((1, 2))
+            return torch.stack([s, -s], dim=1)
+
+    x = torch.zeros(2, 6, 3)
+    x[0, :2] = 0.1  # short (2 tokens) and near the boundary
+    x[1, :6] = 1.0  # long
+    data = ArrayData(x, torch.tensor([0, 0]), {})
+    both = run_certify(Padded(), data, torch.tensor([4, 9]), _track(), seed=0, device="cpu", full=False)
+    alone = run_certify(Padded(), data.subset(torch.tensor([0])), torch.tensor([4]), _track(), seed=0, device="cpu",
+                        full=False)
+    assert both["radius"][0] == alone["radius"][0] and both["prediction"][0] == alone["prediction"][0] == 0
+    assert 0 < both["radius"][0] < 0.5  # a real, noisy certificate
