@@ -35,6 +35,8 @@ EXAMPLES = """examples:
   xrobust export --format robustbench results/image/mnist5k/linf-0.3/smallcnn__pgd-at.json --out info.json
   xrobust perf --track image-mnist5k-linf-0.3 --checkpoint runs/image-mnist5k-linf-0.3/pgd-at-s0/model.safetensors
   xrobust perf --training --track image-mnist5k-linf-0.3
+  xrobust run image-mnist5k-smooth-0.25                # gaussian-aug + randomized-smoothing certificate
+  xrobust eval --track image-mnist5k-smooth-0.25 --model zoo:image-mnist5k-smooth-0.25/gaussian-aug
   xrobust leaderboard
 """
 
@@ -110,6 +112,9 @@ def _headline(doc: dict) -> str:
     if doc.get("metric") == "wer" and "clean_wer" in m:
         return f"clean WER {m['clean_wer']:.3f} robust WER {m['robust_wer']:.3f}"
     head = doc.get("headline") or {"clean": "clean_accuracy", "robust": "robust_accuracy"}
+    if doc.get("kind") == "certified":
+        return (f"clean {m[head['clean']]:.3f} certified {m[head['robust']]:.3f} at {doc['threat']['id']} "
+                f"(randomized smoothing, sigma {doc['certification']['sigma']}, n {doc['certification']['n']})")
     if doc.get("kind") == "corruption":
         return f"clean {m[head['clean']]:.3f} corruption accuracy {m[head['robust']]:.3f} (mean over the cells)"
     label = "" if head["robust"] == "robust_accuracy" else f" ({head['robust'].removeprefix('robust_')})"
@@ -494,7 +499,9 @@ def cmd_ls(args) -> int:
     for name in reg.names():
         if args.what == "tracks":
             t = reg.get(name)
-            what = t.threat.id if t.kind == "attack" else f"{t.corruption_set} ({len(t.corruptions)} corruptions)"
+            what = t.threat.id if t.kind == "attack" else \
+                f"{t.certify.id} (certified, {t.threat.id})" if t.kind == "certified" else \
+                f"{t.corruption_set} ({len(t.corruptions)} corruptions)"
             print(f"{name:32s} {t.domain:7s} {t.dataset:16s} {t.model:16s} {what:12s}"
                   f"{' quick' if t.quick else ''}")
         else:

@@ -354,6 +354,14 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
         return eval_corruption_track(track, model, raw, idx, prepare=prepare, ckpt_config=ckpt_config,
                                      ckpt_sha=ckpt_sha, model_id=model_id, defense=defense, seed=seed, device=dev,
                                      batch_size=bs, progress=progress, results=results, out=out, git=git)
+    if track.kind == "certified":
+        if save_adv is not None:
+            raise UserError(f"{track.id} is a certification track: there are no adversarial examples to save")
+        from bench.certify_eval import eval_certified_track
+
+        return eval_certified_track(track, model, data, idx, ckpt_config=ckpt_config, ckpt_sha=ckpt_sha,
+                                    model_id=model_id, defense=defense, seed=seed, device=dev, progress=progress,
+                                    results=results, out=out, git=git)
     suite = suite if suite is not None else track.suite
     t0 = time.perf_counter()
     # the checks that decide the protocol run before any attack, as AutoAttack's do

@@ -43,12 +43,7 @@ def published_result(track, defense: str, root: str | Path | None = None) -> dic
     from bench.zoo import zoo_root
 
     base = Path(root) if root is not None else zoo_root().parent / PUBLISHED_RESULTS
-    ids = {"domain": track.domain, "dataset": track.dataset, "model": track.model, "defense": defense}
-    if track.kind == "corruption":
-        ids.update(kind="corruption", corruption_set={"id": track.corruption_set})
-    else:
-        ids["threat"] = track.threat.to_dict()
-    path = result_path(base, ids)
+    path = result_path(base, {**track.result_ids(), "defense": defense})
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):

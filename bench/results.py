@@ -31,13 +31,12 @@ def schema() -> dict[str, Any]:
     return json.loads(resources.files("bench").joinpath("schema/result.schema.json").read_text())
 
 
-@lru_cache(maxsize=1)
-def corruption_schema() -> dict[str, Any]:
-    """The schema of corruption results (``kind: corruption``): ``schema/corruption.schema.json`` merged
-    over the attack result schema (shared ids, provenance, cost, card; its own metrics and outcomes)."""
+def _merged_schema(name: str) -> dict[str, Any]:
+    """``schema/<name>`` merged over the attack result schema: its properties replace the base ones, its
+    ``drop`` removes base properties, its ``required`` replaces the base list."""
     import copy
 
-    part = json.loads(resources.files("bench").joinpath("schema/corruption.schema.json").read_text())
+    part = json.loads(resources.files("bench").joinpath(f"schema/{name}").read_text())
     out = copy.deepcopy(schema())
     out["title"] = part["title"]
     out["required"] = list(part["required"])
@@ -47,12 +46,37 @@ def corruption_schema() -> dict[str, Any]:
     return out
 
 
+@lru_cache(maxsize=1)
+def corruption_schema() -> dict[str, Any]:
+    """The schema of corruption results (``kind: corruption``): ``schema/corruption.schema.json`` merged
+    over the attack result schema (shared ids, provenance, cost, card; its own metrics and outcomes)."""
+    return _merged_schema("corruption.schema.json")
+
+
+@lru_cache(maxsize=1)
+def certified_schema() -> dict[str, Any]:
+    """The schema of certified results (``kind: certified``, randomized smoothing: :mod:`bench.certify_eval`):
+    ``schema/certified.schema.json`` merged over the attack result schema."""
+    return _merged_schema("certified.schema.json")
+
+
 def is_corruption(doc: Any) -> bool:
     return isinstance(doc, dict) and doc.get("kind") == "corruption"
 
 
+def is_certified(doc: Any) -> bool:
+    return isinstance(doc, dict) and doc.get("kind") == "certified"
+
+
+def is_attack(doc: Any) -> bool:
+    """An attack result (no ``kind``): what the attack board reads."""
+    return not is_corruption(doc) and not is_certified(doc)
+
+
 def schema_for(doc: Any) -> dict[str, Any]:
     """The schema a document is checked against (by its ``kind``)."""
+    if is_certified(doc):
+        return certified_schema()
     return corruption_schema() if is_corruption(doc) else schema()
 
 
@@ -66,8 +90,10 @@ PATH_IDS = ("domain", "dataset", "threat.id", "model", "defense")
 
 
 def set_id(doc: dict[str, Any]) -> Any:
-    """The folder a result lives in below its dataset: the threat's id, or a corruption track's set id."""
-    holder = doc.get("corruption_set") if is_corruption(doc) else doc.get("threat")
+    """The folder a result lives in below its dataset: the threat's id, a corruption track's set id, or a
+    certification's id (``smooth-<sigma>``)."""
+    holder = doc.get("corruption_set") if is_corruption(doc) else \
+        doc.get("certification") if is_certified(doc) else doc.get("threat")
     return holder.get("id") if isinstance(holder, dict) else None
 
 
@@ -78,7 +104,7 @@ def _id_value(doc: dict[str, Any], key: str) -> Any:
 def unsafe_ids(doc: Any) -> list[str]:
     """Ids that would not be a single safe path segment (``..``, slashes, hidden names, empty)."""
     if not isinstance(doc, dict) or not isinstance(doc.get("threat", {}), dict) \
-            or not isinstance(doc.get("corruption_set", {}), dict):
+            or not isinstance(doc.get("corruption_set", {}), dict) or not isinstance(doc.get("certification", {}), dict):
         return []
     out = []
     for key in PATH_IDS:
@@ -153,10 +179,13 @@ def problems(doc: Any, path: str | Path | None = None) -> list[str]:
         return out
     from bench.seeds import seed_problems
 
-    if is_corruption(doc):
-        from bench.corruption_eval import corruption_problems
+    if is_corruption(doc) or is_certified(doc):
+        if is_corruption(doc):
+            from bench.corruption_eval import corruption_problems as kind_problems
+        else:
+            from bench.certify_eval import certified_problems as kind_problems
 
-        out = corruption_problems(doc) + seed_problems(doc)
+        out = kind_problems(doc) + seed_problems(doc)
         out += [f"{k}: not a finite number" for k, v in _numbers(doc) if isinstance(v, float) and not math.isfinite(v)]
         if path is not None:
             out.extend(path_problems(doc, path))

@@ -41,6 +41,49 @@ class TrainSpec:
 
 
 @dataclass(frozen=True)
+class CertifySpec:
+    """How a certification track runs CERTIFY (Cohen, Rosenfeld & Kolter 2019, Alg. 1): noise level, sample
+    counts, confidence and the radii at which certified accuracy is reported.
+
+    Attributes:
+        sigma: standard deviation of the Gaussian noise added to ``z`` (and of the ``gaussian-aug`` training).
+        n0: samples that select the top class; n: samples that estimate its probability (CPU counts).
+        alpha: the certificate holds with probability >= 1 - alpha per example.
+        radii: where certified accuracy is reported, in the units of the track's threat eps (absolute L2,
+            dB SNR, or a fraction of the embedding scale per token); the threat's own eps is the headline.
+        n0_full, n_full: the paper's counts, used instead when CUDA is available.
+        batch: noise samples per forward pass (memory only: results do not depend on it).
+        relative: ``sigma`` is a fraction of the model's ``ctx.eps_scale`` (token embeddings, whose scale the
+            model learns), as relative threat models read eps.
+    """
+
+    sigma: float
+    n0: int = 100
+    n: int = 1000
+    alpha: float = 0.001
+    radii: tuple[float, ...] = ()
+    n0_full: int = 100
+    n_full: int = 100_000
+    batch: int = 1000
+    relative: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.sigma > 0 or not 0 < self.alpha < 0.5 or self.n0 < 1 or self.n < 1 or self.batch < 1:
+            raise ValueError(f"bad certification spec {self}")
+
+    def counts(self, full: bool) -> tuple[int, int]:
+        """``(n0, n)``: the paper's when ``full`` (a GPU), the CPU-scaled ones otherwise."""
+        return (self.n0_full, self.n_full) if full else (self.n0, self.n)
+
+    @property
+    def id(self) -> str:
+        """The results folder of the track's certified results, e.g. ``smooth-0.25``."""
+        from bench.threat import format_eps
+
+        return f"smooth-{format_eps(self.sigma)}"
+
+
+@dataclass(frozen=True)
 class Track:
     """A standardized benchmark track.
 
@@ -68,6 +111,8 @@ class Track:
         corruption_set: the corruption track's set id (its results folder, e.g. ``mnist-c``).
         checkpoints_from: the attack track whose training budget, threat (for adversarial recipes)
             and published checkpoints a corruption track uses.
+        certify: a *certification track* (:mod:`bench.certify`): randomized smoothing at this noise level;
+            its threat is L2 and gives the units of the radii and the headline radius (its eps).
     """
 
     id: str
@@ -97,11 +142,26 @@ class Track:
     corruption_set: str | None = None
     severities: tuple[int, ...] | None = None
     checkpoints_from: str | None = None
+    certify: CertifySpec | None = None
 
     @property
     def kind(self) -> str:
-        """``attack`` (worst case under a threat model) or ``corruption`` (common corruptions)."""
+        """``attack`` (worst case under a threat model), ``corruption`` (common corruptions) or ``certified``
+        (randomized smoothing)."""
+        if self.certify is not None:
+            return "certified"
         return "corruption" if self.corruptions else "attack"
+
+    def result_ids(self) -> dict[str, Any]:
+        """The ids :func:`bench.results.result_path` places this track's result files by."""
+        ids: dict[str, Any] = {"domain": self.domain, "dataset": self.dataset, "model": self.model}
+        if self.kind == "corruption":
+            ids.update(kind="corruption", corruption_set={"id": self.corruption_set})
+        elif self.kind == "certified":
+            ids.update(kind="certified", certification={"id": self.certify.id})
+        else:
+            ids["threat"] = self.threat.to_dict()
+        return ids
 
     @property
     def attack_specs(self) -> tuple[AttackSpec, ...]:
@@ -139,6 +199,13 @@ class Track:
         return replace(self, threat=threat)
 
     def to_dict(self) -> dict[str, Any]:
+        if self.kind == "certified":
+            from dataclasses import asdict
+
+            return {"id": self.id, "kind": self.kind, "domain": self.domain, "dataset": self.dataset,
+                    "model": self.model, "threat": self.threat.to_dict(), "certify": asdict(self.certify),
+                    "n_eval": self.n_eval, "metric": self.metric, "headline": list(self.headline_keys),
+                    "quick": self.quick}
         if self.kind == "corruption":
             return {"id": self.id, "kind": self.kind, "domain": self.domain, "dataset": self.dataset,
                     "model": self.model, "corruption_set": self.corruption_set, "corruptions": list(self.corruptions),
@@ -163,6 +230,25 @@ def corruption_track(base: Track, *, id: str, corruption_set: str, corruptions: 
                    severities=severities, checkpoints_from=base.id, n_eval=n_eval or base.n_eval, suite=(),
                    eps_sweep=(), sweep_suite=None, sweep_n=None, cascade=False, headline=None, quick=quick,
                    description=description)
+
+
+def certification_track(base: Track, *, id: str, sigma: float, threat: ThreatModel, radii: tuple[float, ...],
+                        n_eval: int, n0: int = 100, n: int = 1000, alpha: float = 0.001, batch: int = 1000,
+                        headline: tuple[str, str] | None = None, description: str = "", relative: bool = False) -> Track:
+    """A randomized-smoothing track on ``base``'s dataset, model family and training budget: the
+    ``gaussian-aug`` recipe at ``sigma`` is trained on it (its own zoo) and certified (:mod:`bench.certify`)
+    on the first ``n_eval`` examples of the fixed subset. ``threat`` (L2) gives the radii's units and the
+    headline radius (its eps); ``headline``: the metrics keys (default clean / certified accuracy)."""
+    if threat.norm != "l2":
+        raise ValueError(f"certification track {id}: randomized smoothing with Gaussian noise certifies L2 balls")
+    spec = CertifySpec(sigma=sigma, n0=n0, n=n, alpha=alpha, radii=tuple(float(r) for r in radii), batch=batch,
+                       relative=relative)
+    aug = {"sigma": float(sigma), **({"relative": True} if relative else {})}
+    params = {**{k: dict(v) for k, v in base.train.recipe_params.items()}, "gaussian-aug": aug}
+    return replace(base, id=id, threat=threat, certify=spec, n_eval=n_eval, suite=(), eps_sweep=(), sweep_suite=None,
+                   sweep_n=None, cascade=False, quick=False, recipes=("gaussian-aug",), zoo_n=min(20, n_eval),
+                   train=replace(base.train, eps_ramp_epochs=0.0, recipe_params=params),
+                   headline=headline or ("clean_accuracy", "certified_accuracy"), description=description)
 
 
 def get_track(track_id: str) -> Track:

@@ -63,8 +63,7 @@ def _published_sha(track, defense: str, results: str | Path | None) -> str | Non
     from bench.results import result_path
 
     root = results if results is not None else zoo_root().parent / "results"
-    path = result_path(root, {"domain": track.domain, "dataset": track.dataset, "threat": track.threat.to_dict(),
-                              "model": track.model, "defense": defense})
+    path = result_path(root, {**track.result_ids(), "defense": defense})
     try:
         return json.loads(Path(path).read_text())["provenance"].get("checkpoint_sha256")
     except (OSError, ValueError, KeyError, TypeError):
@@ -120,9 +119,7 @@ def catalog(root: str | Path | None = None, results: str | Path | None = None) -
                "defense": defense, "metric": None, "clean": None, "robust": None}
         try:
             track = get_track(p.parent.name)
-            doc = json.loads(result_path(res, {"domain": track.domain, "dataset": track.dataset,
-                                               "threat": track.threat.to_dict(), "model": model,
-                                               "defense": defense}).read_text())
+            doc = json.loads(result_path(res, {**track.result_ids(), "model": model, "defense": defense}).read_text())
             head = doc["headline"]
             row.update(metric=head["robust"], clean=doc["metrics"][head["clean"]],
                        robust=doc["metrics"][head["robust"]])

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.results import is_corruption, result_files, problems
+from bench.results import is_attack, result_files, problems
 from leaderboard.flags import explain
 
 #: columns every results frame has, in order (per-attack columns ``attack:<name>`` follow ``robust``)
@@ -262,8 +262,8 @@ def _rows(root: Path, source: str) -> tuple[list[dict[str, Any]], list[str], int
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             bad.append(f"{shown}: not valid JSON ({exc})")
             continue
-        if is_corruption(doc):
-            continue  # the corruption boards' (leaderboard.corruption)
+        if not is_attack(doc):
+            continue  # the corruption and certified boards' (leaderboard.corruption, leaderboard.certified)
         errs = problems(doc, path=f)
         if errs:
             bad.extend(f"{shown}: {e}" for e in errs)

@@ -8,6 +8,7 @@ from pathlib import Path
 from bench.checkpoint import atomic_write_bytes
 from leaderboard import plots
 from leaderboard.aggregate import Collection, collect, tracks, training_costs
+from leaderboard.certified import certified_html, certified_markdown, certified_plots, collect_certified
 from leaderboard.corruption import collect_corruptions, corruption_html, corruption_markdown, corruption_mean_ranks
 from leaderboard.markdown import leaderboard_markdown
 from leaderboard.site import index_html, track_html, track_page
@@ -56,11 +57,13 @@ def build(results: str | Path = "results", out: str | Path | None = None,
     for stale in list(site.glob("track-*.html")) + list((site / "plots").glob("*.png")):
         stale.unlink()
     cdf, cbad = collect_corruptions(results, user)
-    if cbad:
-        col = Collection(col.frame, col.problems + tuple(cbad), col.files)
+    sdf, sbad = collect_certified(results, user)
+    if cbad or sbad:
+        col = Collection(col.frame, col.problems + tuple(cbad) + tuple(sbad), col.files)
     ranks = corruption_mean_ranks(cdf)
     md_text = leaderboard_markdown(df, col.problems, training_costs(results), ranks) + \
-        ("\n" + corruption_markdown(cdf) if not cdf.empty else "")
+        ("\n" + corruption_markdown(cdf) if not cdf.empty else "") + \
+        ("\n" + certified_markdown(sdf) if not sdf.empty else "")
     md_path = _write(Path(markdown) if markdown is not None else default_markdown(home), md_text)
     _write(site / "LEADERBOARD.md", md_text)
     csv_path = _write(site / "leaderboard.csv", df.to_csv(index=False, lineterminator="\n"))
@@ -80,6 +83,9 @@ def build(results: str | Path = "results", out: str | Path | None = None,
             if p is not None:
                 images.append(p)
             pages.append(_write(site / track_page(track), track_html(df, track, f"plots/{name}" if p else None)))
+    certified_pngs = certified_plots(sdf, site / "plots")
+    images.extend(certified_pngs.values())
+    extra = corruption_html(cdf) + "\n" + certified_html(sdf, {d: f"plots/{p.name}" for d, p in certified_pngs.items()})
     pages.insert(0, _write(site / "index.html", index_html(df, index_plots, col.problems, col.files,
-                                                       extra=corruption_html(cdf), corruption_ranks=ranks)))
+                                                       extra=extra.strip("\n"), corruption_ranks=ranks)))
     return Built(site, md_path, csv_path, tuple(pages), tuple(images), col)

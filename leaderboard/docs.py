@@ -8,7 +8,7 @@ A Markdown file marks a generated region with
 
 (``cross-domain``: the cross-domain table of the leaderboard; ``track <id>``: that track's table;
 ``perf <id>``: the attack timings of ``results/perf/<id>.json`` written by ``xrobust perf``;
-``corruptions``: the corruption boards;
+``corruptions``: the corruption boards; ``certified``: the certified-accuracy boards (randomized smoothing);
 ``cost quick``: what ``xrobust run quick --train`` costs, from the published files' cost fields).
 ``xrobust docs`` rewrites every region of README.md and docs/*.md from the result files, and the
 test suite fails when a committed region differs from what the files give (one edited number is
@@ -47,7 +47,7 @@ def cost_markdown(df: pd.DataFrame) -> str:
     lines = ["| track | recipe | train s | eval s | total min |", "|---|---|---|---|---|"]
     total, missing = 0.0, []
     for _, track in TRACKS.items():
-        if not track.quick or track.kind == "corruption":
+        if not track.quick or track.kind != "attack":
             continue
         for recipe in track.recipes:
             row = df[(df["track"] == track.id) & (df["defense"] == recipe) & (df["model"] == track.model)]
@@ -90,8 +90,13 @@ def render_region(what: str, df: pd.DataFrame, results: str | Path = "results") 
 
         cdf, _ = collect_corruptions(results)
         return corruption_markdown(cdf, heading=False).rstrip("\n") if not cdf.empty else "(no corruption results)"
+    if words == ["certified"]:
+        from leaderboard.certified import certified_markdown, collect_certified
+
+        sdf, _ = collect_certified(results)
+        return certified_markdown(sdf, heading=False).rstrip("\n") if not sdf.empty else "(no certified results)"
     raise UserError(f"unknown generated region {what!r}: expected 'cross-domain', 'track <id>', 'perf <id>', "
-                    "'cost quick' or 'corruptions'")
+                    "'cost quick', 'corruptions' or 'certified'")
 
 
 def render(text: str, df: pd.DataFrame, results: str | Path = "results") -> str:

@@ -90,3 +90,29 @@ def cost_vs_robust(df: pd.DataFrame, path: Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def certified_curve(sub: pd.DataFrame, domain: str, path: Path) -> Path | None:
+    """Certified accuracy vs radius (Cohen et al. 2019's plot), one line per certified result of a domain
+    (rows of :func:`leaderboard.certified.collect_certified`); None when there is none. In dB SNR a larger
+    value is a smaller radius, so that axis is reversed: the radius grows to the right on every plot."""
+    if sub.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    units = sorted(set(sub["units"]))
+    db = all(u.startswith("snr-") for u in units)
+    for r in sub.to_dict("records"):
+        pts = json.loads(r["curve"])
+        ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o",
+                label=label(f"{r['defense']} ({r['model']}), σ {r['sigma']:g}"))
+        ax.axvline(float(r["headline_radius"]), color="grey", linestyle=":", linewidth=1)
+    if db:
+        ax.invert_xaxis()
+    ax.set_xlabel("radius: " + ("dB SNR per utterance (larger radius to the right)" if db else
+                                "L2" if all(u.startswith("l2-") for u in units) else ", ".join(units)))
+    ax.set_ylabel("certified accuracy (%)" + (", keywords" if sub["keywords"].any() else ""))
+    ax.set_ylim(-2, 102)
+    ax.set_title(label(f"{domain}: certified accuracy vs radius (randomized smoothing)"))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

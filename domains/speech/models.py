@@ -68,6 +68,10 @@ class KeywordModel(TaskModel):
     def forward(self, z, ctx=None):
         return self.net(z)
 
+    def keyword_mask(self, y) -> torch.Tensor | None:
+        """True for the keyword classes (labels < num_keywords): the examples the headline counts."""
+        return (torch.as_tensor(y).cpu() < self.num_keywords) if self.num_keywords else None
+
     def extra_metrics(self, report, y) -> dict[str, Any]:
         """Accuracy over the keyword classes only (labels < num_keywords).
 

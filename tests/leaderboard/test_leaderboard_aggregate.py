@@ -101,7 +101,12 @@ def test_committed_leaderboard_shows_every_committed_result_and_cost():
     cdf, bad = collect_corruptions(root)
     assert bad == []
     want = leaderboard_markdown(col.frame, col.problems, training_costs(root), corruption_mean_ranks(cdf))
-    assert text == want + ("\n" + corruption_markdown(cdf) if not cdf.empty else ""), "run xrobust leaderboard"
+    from leaderboard.certified import certified_markdown, collect_certified
+
+    sdf, sbad = collect_certified(root)
+    assert sbad == []
+    assert text == want + ("\n" + corruption_markdown(cdf) if not cdf.empty else "") + \
+        ("\n" + certified_markdown(sdf) if not sdf.empty else ""), "run xrobust leaderboard"
     for r in col.frame.to_dict("records"):
         section = text.split(f"### {r['track']}", 1)[1].split("\n### ", 1)[0]
         assert f"| {r['defense']} |" in section.split("Training cost", 1)[0], (r["track"], r["defense"])
