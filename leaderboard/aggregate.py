@@ -29,7 +29,7 @@ TAIL_COLUMNS = [
     "paper", "paper_url", "venue",
     "n_headline", "clean_lo", "clean_hi", "robust_lo", "robust_hi", "robust_bits", "robust_word_errors", "tie_p",
     "train_seconds", "eval_seconds", "train_epochs", "official", "flags", "flag_details", "eps_sweep", "sweep_metric",
-    "attack_metric",
+    "attack_metric", "protocol", "protocol_reasons",
     "version", "commit", "seed", "checkpoint_sha256", "device", "torch_version", "timestamp", "config_hash", "path",
     "source",
 ]

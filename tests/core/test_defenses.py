@@ -145,11 +145,16 @@ def test_adaptive_attack_breaks_jpeg_where_the_plain_one_is_blind(mnist):
 
 
 def test_eval_cli_records_transform_and_protocol(tmp_path, capsys):
-    out = tmp_path / "r.json"
+    from leaderboard.aggregate import collect
+    from leaderboard.markdown import track_markdown
+
     rc = main(["eval", "--track", "image-mnist5k-linf-0.3", "--checkpoint", ZOO_ERM, "--transform", "bit-depth",
-               "--n", "6", "--no-sweep", "--suite", "fast", "--quiet", "--out", str(out)])
+               "--n", "6", "--no-sweep", "--suite", "fast", "--quiet", "--results", str(tmp_path / "res")])
     assert rc == 0
+    out = tmp_path / "res/image/mnist5k/linf-0.3/smallcnn__erm+bit-depth.json"
     doc = json.loads(out.read_text())
+    frame = collect(tmp_path / "res").frame  # the protocol reaches the leaderboard's table
+    assert list(frame["protocol"]) == ["bpda"] and "adaptive: bpda" in track_markdown(frame, doc["track"])
     assert doc["defense"] == "erm+bit-depth" and doc["transform"]["params"] == {"bits": 3}
     assert doc["protocol"]["name"] == "bpda" and doc["protocol"]["bpda"] is True
     assert any("zero-gradients" in r for r in doc["protocol"]["reasons"])
