@@ -241,3 +241,13 @@ def test_leaderboard_marks_adaptive_and_plain_evaluations():
     assert protocol_mark({"protocol": "plain"}) == "plain (not adaptive)"
     badge = protocol_badge({"protocol": "bpda", "protocol_reasons": 'zero-gradients 1.000 > 0.05; <b>"x"</b>'})
     assert "adaptive: bpda" in badge and "<b>" not in badge and "zero-gradients 1.000" in badge
+
+
+def test_the_rand_suite_is_official_for_a_rand_protocol_result():
+    from leaderboard.aggregate import official_suite
+
+    doc = json.loads(open("results/image/mnist5k/linf-0.3/smallcnn__pgd-at.json").read())
+    rand_doc = {**doc, "suite": [s.to_dict() for s in RAND]}
+    assert official_suite(doc) and not official_suite(rand_doc)  # the rand suite without the protocol is not
+    rand_doc["protocol"] = {"name": "rand", "reasons": ["randomized-forward 1.000 > 0"], "eot": 20, "bpda": False}
+    assert official_suite(rand_doc)
