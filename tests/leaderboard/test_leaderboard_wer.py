@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import shutil
 from pathlib import Path
 
 import pytest
@@ -132,12 +131,17 @@ def test_result_document_stores_the_worst_case_per_utterance():
 
 
 def test_old_wer_files_without_word_errors_show_a_dash(tmp_path):
-    """Files written before the per-utterance lists were stored (the committed ones): no interval, no test."""
+    """Files written before the per-utterance lists were stored (the committed ASR files as they were until
+    they were re-evaluated: no lists, no intervals): no interval, no test."""
     root = tmp_path / "results"
     folder = root / "speech/synth-digits/snr-30db"
     folder.mkdir(parents=True)
     for f in ASR.glob("*.json"):
-        shutil.copy(f, folder / f.name)
+        doc = json.loads(f.read_text())
+        for key in ("clean_word_errors", "robust_word_errors", "ref_words"):
+            doc["per_example"].pop(key, None)
+        doc["metrics"].pop("intervals", None)
+        (folder / f.name).write_text(json.dumps(doc))
     df = collect(root).frame
     assert len(df) == 2 and df["robust_lo"].isna().all() and df["tie_p"].isna().all()
     assert list(df["rank"]) == [1, 2]  # different numbers, no test: ranked by the numbers
@@ -181,3 +185,14 @@ def test_validate_checks_each_word_error_rule(doctor, message):
     doc = wer_doc("pgd-at", BASE, clean=[min(e, 1) for e in BASE])
     doctor(doc["per_example"])
     assert any(p.startswith(message) for p in problems(doc)), problems(doc)
+
+
+def test_committed_asr_results_have_intervals_and_a_paired_test(tmp_path):
+    root = tmp_path / "results"
+    folder = root / "speech/synth-digits/snr-30db"
+    folder.mkdir(parents=True)
+    for f in ASR.glob("*.json"):
+        (folder / f.name).write_text(f.read_text())
+    df = collect(root).frame
+    assert len(df) == 2 and df["robust_lo"].notna().all() and (df["robust_lo"] <= df["robust"]).all()
+    assert df["tie_p"].notna().sum() == 1  # the second row is tested against the leader
