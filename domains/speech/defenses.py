@@ -9,6 +9,9 @@ the input transformations proposed against audio adversarial examples (Yang et a
   differentiable, BPDA identity.
 - ``bit-depth``: uniform quantisation of the waveform to ``bits``; not differentiable, BPDA identity.
 - ``noise``: additive Gaussian noise of std ``sigma`` (noise flooding); randomized, differentiable.
+- ``speed``: random speed perturbation, a factor drawn per utterance from ``1 +- ratio`` (in 1 % steps),
+  resampled with torchaudio and cropped / zero-padded back to the input length (the speed corruption's
+  operation, ``domains.speech.corruptions``); randomized, differentiable.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import torch
 import torchaudio.functional as AF
 
 from bench.defenses import InputTransform, register_transform
-from domains.speech.corruptions import mu_law_quantize
+from domains.speech.corruptions import _fit, mu_law_quantize
 
 
 def _lowpass(z, params, gen):
@@ -40,6 +43,21 @@ def _noise(z, params, gen):
     return (z + float(params["sigma"]) * torch.randn(z.shape, generator=gen, device=z.device, dtype=z.dtype)).clamp(-1, 1)
 
 
+def _speed(z, params, gen):
+    sr, ratio = int(params["sample_rate"]), float(params["ratio"])
+    steps = int(round(ratio * 100))
+    dev = gen.device if gen is not None else torch.device("cpu")
+    out = []
+    for i in range(z.shape[0]):  # one draw per utterance, in order
+        pct = int(torch.randint(-steps, steps + 1, (1,), generator=gen, device=dev))
+        if pct == 0:
+            out.append(z[i])
+            continue
+        y = AF.resample(z[i:i + 1], orig_freq=sr * (100 + pct) // 100, new_freq=sr)
+        out.append(_fit(y, z.shape[-1])[0])
+    return torch.stack(out).clamp(-1, 1)
+
+
 for _t in (
     InputTransform("lowpass", "speech", _lowpass, {"cutoff": 4000.0, "sample_rate": 16000},
                    description="4th-order low-pass at 4 kHz (torchaudio biquads)"),
@@ -49,5 +67,7 @@ for _t in (
                    description="uniform quantisation to 8 bits; BPDA identity"),
     InputTransform("noise", "speech", _noise, {"sigma": 0.01}, randomized=True,
                    description="additive Gaussian noise, std 0.01 (noise flooding)"),
+    InputTransform("speed", "speech", _speed, {"ratio": 0.1, "sample_rate": 16000}, randomized=True,
+                   description="random speed perturbation by up to 10 % per utterance, length kept"),
 ):
     register_transform(_t)

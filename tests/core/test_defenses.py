@@ -251,3 +251,22 @@ def test_the_rand_suite_is_official_for_a_rand_protocol_result():
     assert official_suite(doc) and not official_suite(rand_doc)  # the rand suite without the protocol is not
     rand_doc["protocol"] = {"name": "rand", "reasons": ["randomized-forward 1.000 > 0"], "eot": 20, "bpda": False}
     assert official_suite(rand_doc)
+
+
+def test_speech_transforms_keep_shape_and_speed_moves_a_tone():
+    import math
+
+    t = torch.arange(16000) / 16000
+    tone = (0.5 * torch.sin(2 * math.pi * 440 * t)).repeat(4, 1)
+    inner = _Linear()
+    for spec in ("lowpass", "mu-law", "bit-depth", "noise", "speed"):
+        m = TransformedModel(inner, *parse_transform(spec, "speech"), seed=1)
+        y = m.apply(tone.clone())
+        assert y.shape == tone.shape and float(y.abs().max()) <= 1.0, spec
+    m = TransformedModel(inner, *parse_transform("speed:ratio=0.1", "speech"), seed=1)
+    y = m.apply(tone.clone())
+    peaks = [torch.fft.rfft(r[2000:12000]).abs().argmax().item() * 16000 / 10000 for r in y]
+    assert all(396 <= p <= 484 for p in peaks) and len(set(round(p) for p in peaks)) > 1  # within +-10 %, varied
+    g = tone.clone().requires_grad_(True)
+    m.apply(g).sum().backward()
+    assert g.grad is not None and g.grad.abs().sum() > 0  # differentiable: EOT, not BPDA
