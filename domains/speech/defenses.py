@@ -5,6 +5,7 @@ the input transformations proposed against audio adversarial examples (Yang et a
 
 - ``lowpass``: a 2nd-order low-pass at ``cutoff`` Hz applied twice (torchaudio ``lowpass_biquad``);
   differentiable.
+- ``bandpass``: the telephone band, a 300 Hz high-pass and a 4th-order 3,400 Hz low-pass; differentiable.
 - ``mu-law``: G.711 mu-law companding at ``bits`` (``domains.speech.corruptions.mu_law_quantize``); not
   differentiable, BPDA identity.
 - ``bit-depth``: uniform quantisation of the waveform to ``bits``; not differentiable, BPDA identity.
@@ -27,6 +28,14 @@ def _lowpass(z, params, gen):
     y = z
     for _ in range(2):
         y = AF.lowpass_biquad(y, int(params["sample_rate"]), float(params["cutoff"]))
+    return y.clamp(-1, 1)
+
+
+def _bandpass(z, params, gen):
+    sr = int(params["sample_rate"])
+    y = AF.highpass_biquad(z, sr, float(params["low"]))
+    for _ in range(2):
+        y = AF.lowpass_biquad(y, sr, float(params["high"]))
     return y.clamp(-1, 1)
 
 
@@ -61,6 +70,8 @@ def _speed(z, params, gen):
 for _t in (
     InputTransform("lowpass", "speech", _lowpass, {"cutoff": 4000.0, "sample_rate": 16000},
                    description="4th-order low-pass at 4 kHz (torchaudio biquads)"),
+    InputTransform("bandpass", "speech", _bandpass, {"low": 300.0, "high": 3400.0, "sample_rate": 16000},
+                   description="telephone band: 300 Hz high-pass, 4th-order 3,400 Hz low-pass (torchaudio biquads)"),
     InputTransform("mu-law", "speech", _mu_law, {"bits": 8}, differentiable=False,
                    description="mu-law (G.711) companding at 8 bits; BPDA identity"),
     InputTransform("bit-depth", "speech", _bit_depth, {"bits": 8}, differentiable=False,

@@ -259,7 +259,7 @@ def test_speech_transforms_keep_shape_and_speed_moves_a_tone():
     t = torch.arange(16000) / 16000
     tone = (0.5 * torch.sin(2 * math.pi * 440 * t)).repeat(4, 1)
     inner = _Linear()
-    for spec in ("lowpass", "mu-law", "bit-depth", "noise", "speed"):
+    for spec in ("lowpass", "bandpass", "mu-law", "bit-depth", "noise", "speed"):
         m = TransformedModel(inner, *parse_transform(spec, "speech"), seed=1)
         y = m.apply(tone.clone())
         assert y.shape == tone.shape and float(y.abs().max()) <= 1.0, spec
