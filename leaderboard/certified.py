@@ -18,7 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from bench.results import is_certified, problems, result_files
+from bench.results import is_certified
+from leaderboard.documents import kind_documents
 
 COLUMNS = ["domain", "track", "dataset", "units", "sigma", "model", "defense", "n", "n0", "samples", "alpha",
            "full_counts", "headline_key", "clean", "certified", "headline_radius", "abstain", "curve", "keywords",
@@ -34,33 +35,11 @@ NOTE = ("Randomized smoothing (Cohen, Rosenfeld & Kolter 2019): the smoothed cla
         "With n samples no radius above sigma·Φ⁻¹(alpha^(1/n)) can be certified.")
 
 
-def _docs(root: Path, source: str) -> tuple[list[tuple[dict[str, Any], str]], list[str]]:
-    out, bad = [], []
-    for f in result_files(root):
-        rel = f.relative_to(root).as_posix()
-        shown = rel if source == "published" else f"{root.as_posix()}/{rel}"
-        try:
-            doc = json.loads(f.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue  # reported by the attack board's collect()
-        if not is_certified(doc):
-            continue
-        errs = problems(doc, path=f)
-        if errs:
-            bad.extend(f"{shown}: {e}" for e in errs)
-            continue
-        out.append((doc, shown))
-    return out, bad
-
-
 def collect_certified(root: str | Path, user: str | Path | None = None) -> tuple[pd.DataFrame, list[str]]:
     """One row per valid certified result under ``root`` (and ``user``, marked like the attack board's)."""
     from leaderboard.aggregate import USER_MARK
 
-    docs, bad = _docs(Path(root), "published")
-    if user is not None and Path(user).resolve() != Path(root).resolve():
-        more, more_bad = _docs(Path(user), "user")
-        docs, bad = docs + [(d, s + "\0user") for d, s in more], bad + more_bad
+    docs, bad = kind_documents(root, user, is_certified)
     rows = []
     for doc, shown in docs:
         user_row = shown.endswith("\0user")

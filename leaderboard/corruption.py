@@ -9,7 +9,6 @@ a cross-domain table ranks the defenses per domain as the attack board does.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,8 @@ from typing import Any
 import pandas as pd
 
 from bench.corruption_eval import mean_corruption_error
-from bench.results import is_corruption, problems, result_files
+from bench.results import is_corruption
+from leaderboard.documents import kind_documents
 
 COLUMNS = ["domain", "track", "dataset", "corruption_set", "rank", "model", "defense", "n", "clean", "corruption",
            "ci", "mce", "seeds", "n_cells", "train_seconds", "eval_seconds", "commit", "seed", "checkpoint_sha256", "path", "source"]
@@ -25,33 +25,11 @@ COLUMNS = ["domain", "track", "dataset", "corruption_set", "rank", "model", "def
 BASELINE = "erm"
 
 
-def _docs(root: Path, source: str) -> tuple[list[tuple[dict[str, Any], str]], list[str]]:
-    out, bad = [], []
-    for f in result_files(root):
-        rel = f.relative_to(root).as_posix()
-        shown = rel if source == "published" else f"{root.as_posix()}/{rel}"
-        try:
-            doc = json.loads(f.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue  # reported by the attack board's collect()
-        if not is_corruption(doc):
-            continue
-        errs = problems(doc, path=f)
-        if errs:
-            bad.extend(f"{shown}: {e}" for e in errs)
-            continue
-        out.append((doc, shown))
-    return out, bad
-
-
 def collect_corruptions(root: str | Path, user: str | Path | None = None) -> tuple[pd.DataFrame, list[str]]:
     """One row per valid corruption result under ``root`` (and ``user``, marked like the attack board's)."""
     from leaderboard.aggregate import USER_MARK
 
-    docs, bad = _docs(Path(root), "published")
-    if user is not None and Path(user).resolve() != Path(root).resolve():
-        more, more_bad = _docs(Path(user), "user")
-        docs, bad = docs + [(d, s + "\0user") for d, s in more], bad + more_bad
+    docs, bad = kind_documents(root, user, is_corruption)
     base = {(d["track"], d["model"]): d for d, s in docs if d["defense"] == BASELINE and not s.endswith("\0user")}
     rows = []
     for doc, shown in docs:
