@@ -138,11 +138,21 @@ class _BPDA(torch.autograd.Function):
         return g, None, None, None
 
 
-class TransformedModel(TaskModel):
+class _Delegating:
+    """Attributes this wrapper lacks are the wrapped model's (``self.inner``): ``objective``, ``errors``,
+    ``binary_errors``, ``source``, ... so attacks and metrics treat the wrapper as the model."""
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.inner, name)
+
+
+class TransformedModel(_Delegating, TaskModel):
     """``inner ∘ transform``: a trained model behind an inference-time transform.
 
-    Attributes of the inner model (``objective``, ``errors``, ``binary_errors``, ``source``, ...) are
-    visible through this one, so attacks and metrics treat it as the model.
+    Attributes of the inner model are visible through this one (:class:`_Delegating`).
     """
 
     def __init__(self, inner: TaskModel, transform: InputTransform, params: Mapping[str, Any] | None = None,
@@ -154,12 +164,6 @@ class TransformedModel(TaskModel):
         self.bpda = bool(bpda)
         self.seed = int(seed)
         self._gen: torch.Generator | None = None
-
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self.inner, name)
 
     def reseed(self, seed: int | None = None) -> None:
         """Restart the transform's random stream (a randomized transform's draws are a function of it)."""
@@ -228,7 +232,7 @@ class TransformedModel(TaskModel):
                 "randomized": t.randomized, "bpda": "identity" if t.bpda is None else "stand-in", "stage": t.stage}
 
 
-class EOTView(nn.Module):
+class EOTView(_Delegating, nn.Module):
     """A model seen through EOT: every loss/gradient an attack takes averages ``eot_samples`` forwards
     (:func:`bench.attacks.base.loss_and_grad`); everything else is the model's."""
 
@@ -236,12 +240,6 @@ class EOTView(nn.Module):
         super().__init__()
         self.inner = inner
         self.eot_samples = int(eot_samples)
-
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self.inner, name)
 
     def forward(self, z, ctx=None):
         return self.inner(z, ctx)

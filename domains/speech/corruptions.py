@@ -117,13 +117,16 @@ def _fit(y: torch.Tensor, t: int) -> torch.Tensor:
     return y[..., :t] if y.shape[-1] >= t else torch.nn.functional.pad(y, (0, t - y.shape[-1]))
 
 
-def _speed(x, severity, rng, aux):
-    """Speed perturbation (tempo and pitch together, Ko et al. 2015): resample by the factor and play
-    at the original rate; cropped / padded back to T."""
-    sr = _sr(aux)
-    f = SPEED[severity - 1]
-    y = AF.resample(x, orig_freq=int(round(sr * f)), new_freq=sr)
+def speed_change(x: torch.Tensor, factor: float, sr: int) -> torch.Tensor:
+    """Speed perturbation (tempo and pitch together, Ko et al. 2015): resample by ``factor`` and play at
+    the original rate; cropped / zero-padded back to the input length, clipped to [-1, 1]."""
+    y = AF.resample(x, orig_freq=int(round(sr * factor)), new_freq=sr)
     return _fit(y, x.shape[-1]).clamp(-1.0, 1.0)
+
+
+def _speed(x, severity, rng, aux):
+    """Speed perturbation by the severity's factor (:func:`speed_change`)."""
+    return speed_change(x, SPEED[severity - 1], _sr(aux))
 
 
 def _pitch(x, severity, rng, aux, n_fft: int = 512, hop: int = 128):
@@ -143,14 +146,18 @@ def _pitch(x, severity, rng, aux, n_fft: int = 512, hop: int = 128):
     return _fit(y, x.shape[-1]).clamp(-1.0, 1.0)
 
 
-def _band_limit(x, severity, rng, aux):
-    """Band limit: a 2nd-order high-pass at 100 Hz and a low-pass at the severity's cutoff, applied twice
-    (4th-order roll-off), like a narrow-band channel."""
-    sr = _sr(aux)
-    y = AF.highpass_biquad(x, sr, 100.0)
+def band_limit(x: torch.Tensor, sr: int, high: float, low: float | None = None) -> torch.Tensor:
+    """A 2nd-order high-pass at ``low`` Hz (none when ``None``) and a low-pass at ``high`` Hz applied twice
+    (4th-order roll-off), like a narrow-band channel; clipped to [-1, 1]."""
+    y = x if low is None else AF.highpass_biquad(x, sr, low)
     for _ in range(2):
-        y = AF.lowpass_biquad(y, sr, CUTOFF_HZ[severity - 1])
+        y = AF.lowpass_biquad(y, sr, high)
     return y.clamp(-1.0, 1.0)
+
+
+def _band_limit(x, severity, rng, aux):
+    """Band limit: 100 Hz high-pass and the severity's low-pass cutoff (:func:`band_limit`)."""
+    return band_limit(x, _sr(aux), CUTOFF_HZ[severity - 1], low=100.0)
 
 
 def mu_law_quantize(x: torch.Tensor, bits: int, mu: float = MU) -> torch.Tensor:
@@ -200,5 +207,5 @@ for _name, _fn, _desc, _needs in (
 ):
     register_corruption(Corruption(_name, "speech", _on_float(_fn), description=_desc, needs=_needs))
 
-__all__ = ["mix_at_snr", "mu_law_quantize", "pink", "room_impulse_response", "NOISE_SNR_DB", "RT60", "SPEED",
+__all__ = ["band_limit", "mix_at_snr", "mu_law_quantize", "speed_change", "pink", "room_impulse_response", "NOISE_SNR_DB", "RT60", "SPEED",
            "PITCH", "CUTOFF_HZ", "MU_BITS"]

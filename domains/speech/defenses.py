@@ -18,25 +18,17 @@ the input transformations proposed against audio adversarial examples (Yang et a
 from __future__ import annotations
 
 import torch
-import torchaudio.functional as AF
 
 from bench.defenses import InputTransform, register_transform
-from domains.speech.corruptions import _fit, mu_law_quantize
+from domains.speech.corruptions import band_limit, mu_law_quantize, speed_change
 
 
 def _lowpass(z, params, gen):
-    y = z
-    for _ in range(2):
-        y = AF.lowpass_biquad(y, int(params["sample_rate"]), float(params["cutoff"]))
-    return y.clamp(-1, 1)
+    return band_limit(z, int(params["sample_rate"]), float(params["cutoff"]))
 
 
 def _bandpass(z, params, gen):
-    sr = int(params["sample_rate"])
-    y = AF.highpass_biquad(z, sr, float(params["low"]))
-    for _ in range(2):
-        y = AF.lowpass_biquad(y, sr, float(params["high"]))
-    return y.clamp(-1, 1)
+    return band_limit(z, int(params["sample_rate"]), float(params["high"]), low=float(params["low"]))
 
 
 def _mu_law(z, params, gen):
@@ -53,17 +45,12 @@ def _noise(z, params, gen):
 
 
 def _speed(z, params, gen):
-    sr, ratio = int(params["sample_rate"]), float(params["ratio"])
-    steps = int(round(ratio * 100))
+    sr, steps = int(params["sample_rate"]), int(round(float(params["ratio"]) * 100))
     dev = gen.device if gen is not None else torch.device("cpu")
     out = []
     for i in range(z.shape[0]):  # one draw per utterance, in order
         pct = int(torch.randint(-steps, steps + 1, (1,), generator=gen, device=dev))
-        if pct == 0:
-            out.append(z[i])
-            continue
-        y = AF.resample(z[i:i + 1], orig_freq=sr * (100 + pct) // 100, new_freq=sr)
-        out.append(_fit(y, z.shape[-1])[0])
+        out.append(z[i] if pct == 0 else speed_change(z[i:i + 1], (100 + pct) / 100, sr)[0])
     return torch.stack(out).clamp(-1, 1)
 
 
