@@ -21,14 +21,18 @@ def adversarial_loss(model, z, z_adv, ctx, y, state):
     return resolve_loss(None, model)(out, y).mean()
 
 
-def require_classifier(model, recipe: str) -> None:
+def require_classifier(model, recipe: str, why: str = "") -> None:
     if getattr(model, "objective", "ce") != "ce":
         raise UserError(f"recipe {recipe!r} needs a classifier (objective 'ce'), "
-                        f"got objective {getattr(model, 'objective', None)!r}")
+                        f"got objective {getattr(model, 'objective', None)!r}" + (f": {why}" if why else ""))
 
 
 def kl_per_example(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
-    """KL(softmax(p) || softmax(q)) per example (summed over classes)."""
-    lp = F.log_softmax(logits_p.float(), dim=1)
-    lq = F.log_softmax(logits_q.float(), dim=1)
-    return (lp.exp() * (lp - lq)).sum(dim=1)
+    """KL(softmax(p) || softmax(q)) per example, summed over classes (the last dim).
+
+    Sequence outputs ``(B, T, C)`` (per-frame CTC log-probs) give the KL of each frame's
+    distribution, averaged over frames: TRADES's consistency term applied frame by frame."""
+    lp = F.log_softmax(logits_p.float(), dim=-1)
+    lq = F.log_softmax(logits_q.float(), dim=-1)
+    kl = (lp.exp() * (lp - lq)).sum(dim=-1)
+    return kl.reshape(kl.shape[0], -1).mean(dim=1)

@@ -27,7 +27,8 @@ def mart(lam: float = 6.0, steps: int = 10, rel_step: float | None = None) -> Re
     attack = PGD(steps=steps, rel_step=rel_step, random_start=True, loss="ce")
 
     def inner(model, z, ctx, y, threat, state):
-        require_classifier(model, "mart")
+        require_classifier(model, "mart", "its weight 1 - p_y(x) and boosted CE need one class probability per "
+                                          "example; for CTC models use trades or mixed-at")
         attack.seed = state.get("step", 0)
         return attack.run(model, z, ctx, y, threat)
 

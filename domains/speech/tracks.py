@@ -39,7 +39,8 @@ register_track(Track(
     id="speech-asr-digits-snr-30db", domain="speech", dataset="synth-digits", model="ctc-digits",
     threat=SNR30, suite=ASR_SUITE, n_eval=200, metric="wer", quick=True, zoo_n=20,
     train=TrainSpec(epochs=8, batch_size=32, lr=3e-3, optimizer="adam", schedule="cosine",
-                    eps_ramp_epochs=4, grad_clip=5.0, recipe_params={"pgd-at": {"steps": 2}}),
+                    eps_ramp_epochs=4, grad_clip=5.0,
+                    recipe_params={"pgd-at": {"steps": 2}, "mixed-at": {"steps": 2}, "trades": {"steps": 2}}),
     eval_batch_size=100,
     description="Synthetic connected digits (espeak-ng, unseen speakers), log-Mel + BiGRU + CTC, L2 at 30 dB SNR; WER.",
 ))
