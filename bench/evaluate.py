@@ -9,7 +9,15 @@ Otherwise every attack runs on every clean-correct example and ``per_attack``
 is the accuracy under that attack alone.
 
 Errors are per example: 0/1 for classification, word edits for ASR (the task
-model's ``errors``/``error_units``), so the same loop serves every domain.
+model's ``errors``/``error_units``), so the same loop serves every domain. A
+task model may also give secondary per-example errors (``error_details(outputs,
+y) -> {name: errors}`` with ``detail_units(y) -> {name: units}``, e.g. character
+edits for the CER of speech recognition): they are kept for the clean input,
+for each attack and for the worst case, whose example is the one the primary
+errors chose (``EvalReport.details``). For every continuous attack the size of
+the worst-case perturbation is kept too (``details["distance"]``, relative to
+the radius; NaN where no attack raised the errors), so a result can state the
+budget an attack used, e.g. the achieved SNR of adversarial audio.
 
 Discrete attacks (e.g. word substitution in text) do not move ``z``: an
 attack with ``discrete = True`` implements ``run_inputs(model, inputs, y) ->
@@ -70,6 +78,18 @@ class EvalReport:
     flags: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: with ``evaluate(..., keep_adv=True)``: position -> the adversarial example its worst case kept
     adversarial: dict[int, AdvExample] | None = None
+    #: per-example arrays: ``clean/<k>``, ``robust/<k>``, ``attack/<name>/<k>``, ``units/<k>`` for the model's
+    #: secondary errors (``error_details``), and ``distance`` (the worst case's perturbation / radius)
+    details: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def achieved(self) -> torch.Tensor:
+        """Per example, the size of the worst-case perturbation in the units of eps (dB SNR for ``snr-db``
+        threats, :meth:`ThreatModel.achieved`); NaN where no attack raised the errors."""
+        d = self.details.get("distance")
+        if d is None:
+            return torch.full((self.n,), float("nan"), dtype=torch.float64)
+        out = self.threat.achieved(d.double())
+        return torch.where(torch.isnan(d.double()), torch.full_like(out, float("nan")), out)
 
     @property
     def n(self) -> int:
@@ -96,12 +116,23 @@ class EvalReport:
             m["clean_error_rate"] = rate(self.clean_errors)
             m["robust_error_rate"] = rate(self.robust_errors)
             m["per_attack_error_rate"] = {k: rate(v) for k, v in self.attack_errors.items()}
+        if self.threat.scale == "snr-db" and self.threat.space == "input":
+            m["achieved_snr_db"] = achieved_summary(self.achieved())
         if self.attack_stats:
             m["attack_stats"] = {k: dict(v) for k, v in self.attack_stats.items()}
             for stats in self.attack_stats.values():
                 for k, v in stats.items():
                     m.setdefault(k, v)
         return m
+
+
+def achieved_summary(values: torch.Tensor) -> dict[str, Any]:
+    """Mean and median of the finite per-example values (NaN: not attacked, inf: untouched), and their count."""
+    v = values.double()
+    v = v[torch.isfinite(v)]
+    if not v.numel():
+        return {"mean": None, "median": None, "n": 0}
+    return {"mean": float(v.mean()), "median": float(v.median()), "n": int(v.numel())}
 
 
 def _rank_world() -> tuple[int, int]:
@@ -112,28 +143,31 @@ def _rank_world() -> tuple[int, int]:
     return 0, 1
 
 
-def _gather(positions, clean, per, worst, units, kept):
+def _gather(positions, clean, per, worst, units, kept, extra):
     """Combine every rank's share of the per-example outcomes (all ranks get the full arrays)."""
     import torch.distributed as dist
 
     mine = (positions, clean[positions], {k: v[positions] for k, v in per.items()}, worst[positions],
-            units[positions], kept)
+            units[positions], kept, {k: v[positions] for k, v in extra.items()})
     shares = [None] * dist.get_world_size()
     dist.all_gather_object(shares, mine)
-    for pos, c, p, w, u, k_ in shares:
+    for pos, c, p, w, u, k_, x_ in shares:
         clean[pos], worst[pos], units[pos] = c, w, u
         for k in per:
             per[k][pos] = p[k]
+        for k, v in x_.items():
+            extra.setdefault(k, torch.full_like(worst, float("nan")))[pos] = v
         if kept is not None:
             kept.update(k_)
-    return clean, per, worst, units, kept
+    return clean, per, worst, units, kept, extra
 
 
-def _save_partial(path: Path, key: str, done, clean, per, worst, units) -> None:
+def _save_partial(path: Path, key: str, done, clean, per, worst, units, extra) -> None:
     from bench.checkpoint import atomic_write_bytes
 
     doc = {"key": key, "done": sorted(done), "clean": clean.tolist(), "worst": worst.tolist(),
-           "units": units.tolist(), "per": {k: v.tolist() for k, v in per.items()}}
+           "units": units.tolist(), "per": {k: v.tolist() for k, v in per.items()},
+           "extra": {k: v.tolist() for k, v in extra.items()}}
     atomic_write_bytes(path, json.dumps(doc).encode())
 
 
@@ -143,6 +177,16 @@ def _load_partial(path: Path, key: str) -> dict | None:
     except (OSError, json.JSONDecodeError):
         return None  # a damaged partial file only costs the work it held
     return doc if isinstance(doc, dict) and doc.get("key") == key else None
+
+
+def _details(model: TaskModel, outputs, y) -> dict[str, torch.Tensor]:
+    fn = getattr(model, "error_details", None)
+    return {k: v.float().cpu() for k, v in fn(outputs, y).items()} if callable(fn) else {}
+
+
+def _detail_units(model: TaskModel, y) -> dict[str, torch.Tensor]:
+    fn = getattr(model, "detail_units", None)
+    return {k: v.float().cpu() for k, v in fn(y).items()} if callable(fn) else {}
 
 
 def _binary(model: TaskModel) -> bool:
@@ -232,6 +276,12 @@ def _evaluate(tm: TaskModel, x, y, threat, suite, *, batch_size, cascade, seed, 
     worst = torch.zeros(n)
     units = torch.zeros(n)
     attacks = [(s.name, s.build(seed)) for s in specs]
+    #: per-example secondary errors and the worst case's perturbation size (see the module docstring)
+    extra: dict[str, torch.Tensor] = {"distance": torch.full((n,), float("nan"))}
+
+    def put(key: str, where, values: torch.Tensor) -> None:
+        extra.setdefault(key, torch.full((n,), float("nan")))[where] = values.float().cpu()
+
     kept: dict[int, AdvExample] | None = {} if keep_adv else None
     if keep_adv:
         for name, attack in attacks:
@@ -253,6 +303,7 @@ def _evaluate(tm: TaskModel, x, y, threat, suite, *, batch_size, cascade, seed, 
             done = set(saved["done"])
             clean, worst, units = (torch.tensor(saved[k]) for k in ("clean", "worst", "units"))
             per = {k: torch.tensor(v) for k, v in saved["per"].items()}
+            extra = {k: torch.tensor(v) for k, v in saved.get("extra", {}).items()} or extra
     bar = None
     if progress and rank == 0:
         from tqdm import tqdm
@@ -272,12 +323,21 @@ def _evaluate(tm: TaskModel, x, y, threat, suite, *, batch_size, cascade, seed, 
         clean[pos] = e_clean
         units[pos] = _units(tm, yb).cpu()
         e_worst = e_clean.clone()
+        d_clean = _details(tm, out, yb)
+        if d_clean:
+            for k, v in _detail_units(tm, yb).items():
+                put(f"units/{k}", pos, v)
+            for k, v in d_clean.items():
+                put(f"clean/{k}", pos, v)
+        d_worst = {k: v.clone() for k, v in d_clean.items()}
+        dist_worst = torch.full((len(pos),), float("nan"))
         for name, attack in attacks:
             if cascade:
                 active = e_worst == 0
             else:
                 active = e_clean == 0 if _binary(tm) else torch.ones_like(e_clean, dtype=torch.bool)
             e_att = e_clean.clone()
+            d_att = {k: v.clone() for k, v in d_clean.items()}
             sel = active.nonzero().squeeze(1)
             if len(sel):
                 t = time.perf_counter()
@@ -290,31 +350,50 @@ def _evaluate(tm: TaskModel, x, y, threat, suite, *, batch_size, cascade, seed, 
                 else:
                     z_adv = attack.run(tm, z[sel_d], ctx.select(sel_d), take(yb, sel_d), threat)
                     out_adv = tm(z_adv, ctx.select(sel_d))
-                e_att[sel] = torch.maximum(e_clean[sel], model_errors(tm, out_adv, take(yb, sel_d)).float().cpu())
+                e_adv = model_errors(tm, out_adv, take(yb, sel_d)).float().cpu()
+                e_att[sel] = torch.maximum(e_clean[sel], e_adv)
+                counts = e_adv > e_clean[sel]  # where the attack's output is the one its errors describe
+                if d_clean:
+                    for k, v in _details(tm, out_adv, take(yb, sel_d)).items():
+                        d_att[k][sel[counts]] = v[counts]
+                raised_here = e_att[sel] > e_worst[sel]
+                if raised_here.any():
+                    for k, v in d_att.items():
+                        d_worst[k][sel[raised_here]] = v[sel[raised_here]]
+                    if x_adv is None:  # a perturbation of z: its size; discrete edits have none
+                        dist = threat.distance(z_adv, z[sel_d], ctx.select(sel_d)).float().cpu()
+                        dist_worst[sel[raised_here]] = dist[raised_here]
+                    else:
+                        dist_worst[sel[raised_here]] = float("nan")
                 if kept is not None:  # the first attack that raised the errors to their final value
                     raised = (e_att[sel] > e_worst[sel]).nonzero().squeeze(1)
                     _keep(kept, tm, threat, name, attack, xb=xb, pos=pos, gidx=gidx, sel=sel, raised=raised,
                           e_att=e_att, z=z, ctx=ctx, z_adv=z_adv, x_adv=x_adv, device=device)
                 secs[name] += time.perf_counter() - t
+            for k, v in d_att.items():
+                put(f"attack/{name}/{k}", pos, v)
             per[name][pos] = torch.maximum(e_att, e_worst) if cascade else e_att
             e_worst = torch.maximum(e_worst, e_att)
             if bar is not None:
                 bar.update(len(pos))
         worst[pos] = e_worst
+        for k, v in d_worst.items():
+            put(f"robust/{k}", pos, v)
+        put("distance", pos, dist_worst)
         if resume_path is not None:
             done.add(b)
-            _save_partial(resume_path, key, done, clean, per, worst, units)
+            _save_partial(resume_path, key, done, clean, per, worst, units, extra)
     if bar is not None:
         bar.close()
     if world > 1:
-        clean, per, worst, units, kept = _gather(positions, clean, per, worst, units, kept)
+        clean, per, worst, units, kept, extra = _gather(positions, clean, per, worst, units, kept, extra)
     if resume_path is not None and resume_path.exists():
         resume_path.unlink()
     notes = sorted({note for _, a in attacks for note in getattr(a, "notes", ())})
     stats = {name: {k: float(v) for k, v in attack.stats().items()}
              for name, attack in attacks if callable(getattr(attack, "stats", None))}
     report = EvalReport(threat, specs, clean, per, worst, units, cascade, time.perf_counter() - t0, secs, notes,
-                        stats)
+                        stats, details=extra)
     if kept is not None:
         report.adversarial = dict(sorted(kept.items()))
     return report

@@ -6,6 +6,7 @@ the registries, so a new domain, recipe or track needs no change here.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -206,15 +207,31 @@ def word_errors(report: EvalReport) -> tuple[dict[str, list[int]], dict[str, lis
              "ref_words": _counts(report.units, "reference word counts")}
     intervals = {f"{role}_wer": [float(x) for x in wer_bootstrap(lists[f"{role}_word_errors"], lists["ref_words"])]
                  for role in ("clean", "robust")}
+    d = report.details
+    if "units/char" in d:  # the same hypotheses' character errors (CER)
+        lists.update({"clean_char_errors": _counts(d["clean/char"], "clean character errors"),
+                      "robust_char_errors": _counts(d["robust/char"], "robust character errors"),
+                      "ref_chars": _counts(d["units/char"], "reference character counts")})
+        intervals.update({f"{role}_cer": [float(x) for x in wer_bootstrap(lists[f"{role}_char_errors"],
+                                                                           lists["ref_chars"])]
+                          for role in ("clean", "robust")})
     return lists, intervals
+
+
+def achieved_list(report: EvalReport) -> list[float | None]:
+    """Per example, the worst case's achieved budget in eps units (dB SNR), None where no attack changed
+    the outcome (or the input is untouched)."""
+    return [float(v) if math.isfinite(v) else None for v in report.achieved().tolist()]
 
 
 def result_document(track: Track, report: EvalReport, *, model: str, defense: str, seed: int,
                     ckpt_config: dict[str, Any], checkpoint_sha256: str | None, eval_seconds: float,
                     device: Any, eps_sweep: list | None = None, flags: dict | None = None,
-                    extra_metrics: dict | None = None, git: dict | None = None) -> dict[str, Any]:
+                    extra_metrics: dict | None = None, git: dict | None = None,
+                    targeted: Any = None) -> dict[str, Any]:
     """Assemble a schema-valid result document from an evaluation (``git``: the
-    :func:`bench.provenance.git_state` taken when the run started)."""
+    :func:`bench.provenance.git_state` taken when the run started; ``targeted``: the track's
+    :class:`bench.targeted.TargetedReport`, if it has a targeted evaluation)."""
     metrics = report.metrics()
     if eps_sweep:
         metrics["eps_sweep"] = eps_sweep
@@ -226,6 +243,13 @@ def result_document(track: Track, report: EvalReport, *, model: str, defense: st
     if track.metric == "wer":  # the WER interval and the leaderboard's paired test need the word errors
         per_utterance, wer_intervals = word_errors(report)
         metrics["intervals"].update(wer_intervals)
+    if "achieved_snr_db" in metrics:
+        per_utterance["achieved_snr_db"] = achieved_list(report)
+    if targeted is not None:
+        from bench.targeted import targeted_per_example
+
+        metrics["targeted"] = targeted.metrics()
+        per_utterance["targeted"] = targeted_per_example(targeted)
     doc = {
         "schema_version": SCHEMA_VERSION,
         "track": track.id,
@@ -382,6 +406,13 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
                       keep_adv=save_adv is not None)
     if model_spec is not None and partial.parent.is_dir() and not any(partial.parent.iterdir()):
         partial.parent.rmdir()  # the finished evaluation removed its partial file
+    targeted = None
+    if track.targeted is not None:  # what a chosen output costs, beside the worst case (bench.targeted)
+        from bench.targeted import evaluate_targeted
+
+        targeted = evaluate_targeted(model, data.inputs, data.y, track.threat, track.targeted, track.target_rule,
+                                     meta=dict(data.meta or {}), batch_size=bs, seed=seed, device=dev, index=idx,
+                                     progress=progress)
     sweep_suite = suite if proto.eot > 1 else (track.sweep_suite or suite)
     sweep = _sweep(model, data.inputs, data.y, idx, replace(track, eval_batch_size=bs), sweep_suite,
                    seed, dev, headline=report) if eps_sweep and track.eps_sweep else None
@@ -397,7 +428,7 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
     doc = result_document(track, report, model=model_id, defense=defense, seed=seed,
                           ckpt_config=ckpt_config, checkpoint_sha256=ckpt_sha,
                           eval_seconds=seconds, device=dev, eps_sweep=sweep, flags=flag_doc, extra_metrics=extra,
-                          git=git)
+                          git=git, targeted=targeted)
     if isinstance(model, TransformedModel) or proto.name != "standard" or proto.forced:
         doc["protocol"] = proto.to_dict()
         if isinstance(model, TransformedModel):

@@ -140,5 +140,8 @@ ADV_WRITERS: Registry = Registry("adversarial-example writer")
 CORRUPTIONS: Registry = Registry("corruption")
 #: inference-time input transformations (bench.defenses), ``<domain>/<name>``
 TRANSFORMS: Registry = Registry("transform")
+#: how a targeted evaluation draws each example's target (bench.targeted), ``<domain>/<name>``:
+#: ``rule(y, meta, index, seed) -> (targets shaped like y, their texts)``
+TARGET_RULES: Registry = Registry("target rule")
 
 Factory = Callable[..., T]

@@ -239,6 +239,7 @@ def problems(doc: Any, path: str | Path | None = None) -> list[str]:
             out.append(f"per_example/{key}: {v.count('1')}/{doc['n']} correct does not match metrics/{metric} "
                        f"{m[metric]}")
     out.extend(word_error_problems(doc))
+    out.extend(detail_problems(doc))
     out.extend(protocol_problems(doc))
     for k, v in _numbers(doc):
         if isinstance(v, float) and not math.isfinite(v):
@@ -314,6 +315,76 @@ def word_error_problems(doc: dict[str, Any]) -> list[str]:
             if i is not None:
                 out.append(f"per_example/{key}: utterance {i} has {lists[key][i]} word errors but "
                            f"per_example/{bits_key} marks it {'right' if b[i] == '1' else 'wrong'}")
+    return out
+
+
+def _rate_problem(where: str, errors: list, units: list, metric: str, value: Any) -> list[str]:
+    if not isinstance(value, (int, float)):
+        return []
+    rate = sum(errors) / max(sum(units), 1)
+    if abs(rate - value) > 1e-9:
+        return [f"{where}: {sum(errors)} errors / {sum(units)} units = {rate!r} does not match {metric} {value!r}"]
+    return []
+
+
+def _achieved_problems(where: str, values: list, n: int, threat: dict, summary: Any) -> list[str]:
+    """An achieved-SNR list: n entries, none louder than the budget allows, the summary its mean/median."""
+    out = []
+    if len(values) != n:
+        return [f"{where}: {len(values)} entries for n={n}"]
+    finite = [v for v in values if v is not None]
+    if threat.get("scale") == "snr-db":
+        loud = next((i for i, v in enumerate(values) if v is not None and v < threat["eps"] - 1e-3), None)
+        if loud is not None:
+            out.append(f"{where}: example {loud} has an SNR of {values[loud]:.3f} dB, below the {threat['eps']} dB "
+                       "budget (outside the threat model)")
+    if isinstance(summary, dict):
+        if summary.get("n") != len(finite):
+            out.append(f"{where}: {len(finite)} values but the summary counts {summary.get('n')}")
+        elif finite and (summary.get("mean") is None or abs(sum(finite) / len(finite) - summary["mean"]) > 1e-6):
+            out.append(f"{where}: mean {sum(finite) / len(finite)!r} does not match the summary's {summary.get('mean')!r}")
+    return out
+
+
+def detail_problems(doc: dict[str, Any]) -> list[str]:
+    """Consistency of a result's character errors (CER), achieved SNRs and targeted block, when present:
+    the per-example lists have n entries and sum to the rates the metrics report (1e-9), no achieved SNR
+    is below the budget, and a target counts as hit exactly when it has no errors against it."""
+    pe, m, n, threat = doc.get("per_example") or {}, doc["metrics"], doc["n"], doc.get("threat") or {}
+    out: list[str] = []
+    if "ref_chars" in pe:
+        lens = {k: len(pe[k]) for k in ("clean_char_errors", "robust_char_errors", "ref_chars")}
+        bad = [k for k, v in lens.items() if v != n]
+        if bad:
+            return [f"per_example/{k}: {lens[k]} utterances for n={n}" for k in bad]
+        for role in ("clean", "robust"):
+            out += _rate_problem(f"per_example/{role}_char_errors", pe[f"{role}_char_errors"], pe["ref_chars"],
+                                 f"metrics/{role}_cer", m.get(f"{role}_cer"))
+    if "achieved_snr_db" in pe:
+        out += _achieved_problems("per_example/achieved_snr_db", pe["achieved_snr_db"], n, threat,
+                                  m.get("achieved_snr_db"))
+    t, tm = pe.get("targeted"), m.get("targeted")
+    if (t is None) != (tm is None):
+        out.append("targeted: metrics/targeted and per_example/targeted must come together")
+    elif t is not None:
+        k = tm["n"]
+        lens = {key: len(v) for key, v in t.items() if isinstance(v, (list, str))}
+        bad = [key for key, v in lens.items() if v != k]
+        if bad:
+            return out + [f"per_example/targeted/{key}: {lens[key]} entries for n={k}" for key in bad]
+        hits = t["success"].count("1")
+        if abs(hits / k - tm["success_rate"]) > 1e-9:
+            out.append(f"metrics/targeted/success_rate {tm['success_rate']!r} is not {hits}/{k} hits")
+        i = next((i for i, (b, e) in enumerate(zip(t["success"], t["target_errors"])) if (b == "1") != (e == 0)), None)
+        if i is not None:
+            out.append(f"per_example/targeted: example {i} has {t['target_errors'][i]} errors against its target "
+                       f"but is marked {'hit' if t['success'][i] == '1' else 'missed'}")
+        out += _rate_problem("per_example/targeted/target_errors", t["target_errors"], t["target_units"],
+                             "metrics/targeted/target_wer", tm.get("target_wer"))
+        if "target_chars" in t:
+            out += _rate_problem("per_example/targeted/target_char_errors", t.get("target_char_errors", []),
+                                 t["target_chars"], "metrics/targeted/target_cer", tm.get("target_cer"))
+        out += _achieved_problems("per_example/targeted/achieved", t["achieved"], k, threat, tm.get("achieved_snr_db"))
     return out
 
 

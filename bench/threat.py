@@ -225,6 +225,15 @@ class ThreatModel:
             d = d.amax(dim=1)
         return d
 
+    def achieved(self, distance: torch.Tensor) -> torch.Tensor:
+        """A :meth:`distance` (relative to the radius) in the units of ``eps``: dB SNR for ``snr-db``
+        threats (eps − 20·log10(d), +inf for an untouched input), eps·d otherwise."""
+        d = torch.as_tensor(distance, dtype=torch.float64)
+        if self.scale == "snr-db":
+            return torch.where(d > 0, self.eps - 20.0 * torch.log10(d.clamp_min(1e-300)),
+                               torch.full_like(d, math.inf))
+        return d * self.eps
+
     def contains(self, z_adv: torch.Tensor, z: torch.Tensor, ctx: Context | None = None,
                  rtol: float = RTOL) -> torch.Tensor:
         """Bool per example: inside the ball (``rtol`` relative + float rounding), bounds and mask."""

@@ -143,6 +143,10 @@ class Track:
     severities: tuple[int, ...] | None = None
     checkpoints_from: str | None = None
     certify: CertifySpec | None = None
+    #: a targeted evaluation run beside the worst case (:mod:`bench.targeted`): the attack, and the
+    #: registered rule (``TARGET_RULES``) that draws each example's target
+    targeted: AttackSpec | None = None
+    target_rule: str | None = None
 
     @property
     def kind(self) -> str:
@@ -216,6 +220,7 @@ class Track:
             "threat": self.threat.to_dict(), "suite": [s.to_dict() for s in self.attack_specs],
             "n_eval": self.n_eval, "metric": self.metric, "headline": list(self.headline_keys),
             "eps_sweep": list(self.eps_sweep), "sweep_n": self.sweep_n, "quick": self.quick, "cascade": self.cascade,
+            **({"targeted": self.targeted.to_dict(), "target_rule": self.target_rule} if self.targeted else {}),
         }
 
 
@@ -229,7 +234,7 @@ def corruption_track(base: Track, *, id: str, corruption_set: str, corruptions: 
     return replace(base, id=id, corruptions=tuple(corruptions), corruption_set=corruption_set,
                    severities=severities, checkpoints_from=base.id, n_eval=n_eval or base.n_eval, suite=(),
                    eps_sweep=(), sweep_suite=None, sweep_n=None, cascade=False, headline=None, quick=quick,
-                   description=description)
+                   description=description, targeted=None, target_rule=None)
 
 
 def certification_track(base: Track, *, id: str, sigma: float, threat: ThreatModel, radii: tuple[float, ...],
@@ -248,7 +253,8 @@ def certification_track(base: Track, *, id: str, sigma: float, threat: ThreatMod
     return replace(base, id=id, threat=threat, certify=spec, n_eval=n_eval, suite=(), eps_sweep=(), sweep_suite=None,
                    sweep_n=None, cascade=False, quick=False, recipes=("gaussian-aug",), zoo_n=min(20, n_eval),
                    train=replace(base.train, eps_ramp_epochs=0.0, recipe_params=params),
-                   headline=headline or ("clean_accuracy", "certified_accuracy"), description=description)
+                   headline=headline or ("clean_accuracy", "certified_accuracy"), description=description,
+                   targeted=None, target_rule=None)
 
 
 def get_track(track_id: str) -> Track:

@@ -183,12 +183,15 @@ class APGD(Attack):
                  "binary": bool(getattr(model, "binary_errors", True))}
         return out, state
 
+    def _todo(self, st: dict) -> torch.Tensor:
+        """The examples a restart still attacks: an example is done once its error rose above the
+        clean one (classification: fooled)."""
+        return (st["err"] <= st["e0"]) if not st["binary"] else (st["err"] <= 0)
+
     def _runs(self, model, z, ctx, y, threat, loss_for: Callable, tag: str, st: dict) -> None:
         """Restarts on the examples not yet fooled, in place on the state ``st``."""
         for restart in range(self.restarts):
-            # an example is done once its error rose above the clean one (classification: fooled)
-            todo = (st["err"] <= st["e0"]) if not st["binary"] else (st["err"] <= 0)
-            todo = todo.nonzero().squeeze(1)
+            todo = self._todo(st).nonzero().squeeze(1)
             if len(todo) == 0:
                 return
             x, e = self._apgd(model, z[todo], ctx.select(todo), _pick(y, todo), threat, loss_for(todo),

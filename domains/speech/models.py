@@ -25,7 +25,7 @@ from torch import nn
 from bench.registry import LOSSES, MODELS
 from bench.task import Context, TaskModel
 from domains.speech.synthdata import SAMPLE_RATE
-from domains.speech.text import NUM_TOKENS, greedy_decode, targets_to_texts, word_edits
+from domains.speech.text import NUM_TOKENS, char_edits, greedy_decode, ref_chars, targets_to_texts, word_edits
 
 #: the waveform's valid range, for threat models (z = waveform)
 BOUNDS = (-1.0, 1.0)
@@ -198,12 +198,30 @@ class CTCRecognizer(TaskModel):
     def error_units(self, y: dict) -> torch.Tensor:
         return torch.tensor([float(len(t.split())) for t in targets_to_texts(y)])
 
+    def error_details(self, outputs: torch.Tensor, y: dict) -> dict[str, torch.Tensor]:
+        """Character edits per utterance (for the CER), next to the word edits of :meth:`errors`."""
+        hyp = greedy_decode(outputs)
+        ref = targets_to_texts(y)
+        return {"char": torch.tensor([float(char_edits(r, h)) for r, h in zip(ref, hyp)])}
+
+    def detail_units(self, y: dict) -> dict[str, torch.Tensor]:
+        return {"char": torch.tensor([float(ref_chars(t)) for t in targets_to_texts(y)])}
+
     def extra_metrics(self, report, y) -> dict[str, Any]:
-        """``clean_wer`` / ``robust_wer`` (per-utterance worst case over the suite) and WER per attack."""
+        """``clean_wer`` / ``robust_wer`` (per-utterance worst case over the suite) and WER per attack;
+        ``clean_cer`` / ``robust_cer`` / ``per_attack_cer``: the character error rate of the same
+        hypotheses (the worst case per utterance is the one with the most word errors)."""
         units = report.units.double().sum().clamp_min(1)  # float64, as clean/robust_error_rate
         w = lambda e: float(e.double().sum() / units)  # noqa: E731
-        return {"clean_wer": w(report.clean_errors), "robust_wer": w(report.robust_errors),
-                "per_attack_wer": {k: w(v) for k, v in report.attack_errors.items()}}
+        out = {"clean_wer": w(report.clean_errors), "robust_wer": w(report.robust_errors),
+               "per_attack_wer": {k: w(v) for k, v in report.attack_errors.items()}}
+        d = report.details
+        if "units/char" in d:
+            chars = d["units/char"].double().sum().clamp_min(1)
+            c = lambda e: float(e.double().sum() / chars)  # noqa: E731
+            out.update({"clean_cer": c(d["clean/char"]), "robust_cer": c(d["robust/char"]),
+                        "per_attack_cer": {k: c(d[f"attack/{k}/char"]) for k in report.attack_errors}})
+        return out
 
 
 @MODELS.register("ctc-digits")

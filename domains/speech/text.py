@@ -1,4 +1,4 @@
-"""Characters <-> ids for CTC, greedy CTC decoding and word error rate."""
+"""Characters <-> ids for CTC, greedy CTC decoding, word and character error rates."""
 
 from __future__ import annotations
 
@@ -57,7 +57,22 @@ def greedy_decode(log_probs: torch.Tensor) -> list[str]:
 
 def word_edits(reference: str, hypothesis: str) -> int:
     """Levenshtein distance over words (substitutions + deletions + insertions)."""
-    ref, hyp = reference.split(), hypothesis.split()
+    return edit_distance(reference.split(), hypothesis.split())
+
+
+def char_edits(reference: str, hypothesis: str) -> int:
+    """Levenshtein distance over the characters of the space-normalised transcripts, spaces included
+    (the numerator of the character error rate)."""
+    return edit_distance(" ".join(reference.split()), " ".join(hypothesis.split()))
+
+
+def ref_chars(reference: str) -> int:
+    """Characters of the space-normalised reference, spaces included (the CER's denominator)."""
+    return len(" ".join(reference.split()))
+
+
+def edit_distance(ref: Sequence, hyp: Sequence) -> int:
+    """Levenshtein distance between two sequences (unit costs)."""
     prev = list(range(len(hyp) + 1))
     for i, r in enumerate(ref, 1):
         cur = [i] + [0] * len(hyp)

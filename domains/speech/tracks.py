@@ -41,8 +41,12 @@ register_track(Track(
     train=TrainSpec(epochs=8, batch_size=32, lr=3e-3, optimizer="adam", schedule="cosine",
                     eps_ramp_epochs=4, grad_clip=5.0,
                     recipe_params={"pgd-at": {"steps": 2}, "mixed-at": {"steps": 2}, "trades": {"steps": 2}}),
-    eval_batch_size=100,
-    description="Synthetic connected digits (espeak-ng, unseen speakers), log-Mel + BiGRU + CTC, L2 at 30 dB SNR; WER.",
+    eval_batch_size=100, recipes=("erm", "pgd-at", "mixed-at", "trades"),
+    # Carlini & Wagner 2018's question under the same budget: can the attacker choose the transcript?
+    targeted=AttackSpec("apgd-targeted", "apgd-targeted", {"steps": 100}), target_rule="speech/other-digits",
+    description="Synthetic connected digits (espeak-ng, unseen speakers), log-Mel + BiGRU + CTC, L2 at 30 dB SNR; "
+                "WER and CER (worst case per utterance over APGD and PGD on the CTC loss), and targeted success: "
+                "APGD on the CTC loss of a target transcript (every digit replaced by another) under the same budget.",
 ))
 
 register_track(Track(
