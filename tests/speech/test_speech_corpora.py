@@ -32,9 +32,6 @@ LIBRI = [(1089, 134686, 0, 1.0, "HE HOPED THERE WOULD BE STEW FOR DINNER"),
          (121, 121726, 0, 0.75, "ALSO A BUTTERFLY'S WINGS")]
 
 
-LIBRI_IDS = sorted(f"{s}-{c}-{u:04d}" for s, c, u, _, _ in LIBRI)
-
-
 def _librispeech(root, subset="test-clean", rows=LIBRI):
     chapters = {}
     for spk, ch, utt, sec, text in rows:
@@ -78,13 +75,21 @@ def test_librispeech_loads_normalised_filtered_and_padded(libri_root):
     assert same.meta["files"] == d.meta["files"]
 
 
-def test_librispeech_n_is_a_fixed_uniform_subset(libri_root):
+def test_librispeech_n_is_the_seed0_subset_of_the_ones_that_fit(tmp_path):
+    # 12 utterances of one chapter, the 4th too long; n = 5 of the 11 that fit
+    rows = [(7, 70, u, 2.5 if u == 3 else 0.25, f"WORD {chr(97 + u).upper()}") for u in range(12)]
+    root = _librispeech(tmp_path / "libri", rows=rows)
     load = DATASETS.get("librispeech")
-    a = load("test", root=str(libri_root), max_seconds=5.0, n_test=2, progress=False)
-    b = load("test", root=str(libri_root), max_seconds=5.0, n_test=2, progress=False)
-    assert len(a) == 2 and a.meta["files"] == b.meta["files"]
-    assert a.meta["files"] == sorted(a.meta["files"], key=LIBRI_IDS.index)  # corpus order
-    assert a.inputs.shape[1] == max(a.meta["lengths"])
+    a = load("test", root=str(root), max_seconds=2.0, n_test=5, progress=False)
+    assert load("test", root=str(root), max_seconds=2.0, n_test=5, progress=False).meta["files"] == a.meta["files"]
+    # documented: probe in the order of a seed-0 permutation, keep the first 5 that fit, return them in corpus order
+    perm = [u for u in torch.randperm(12, generator=torch.Generator().manual_seed(0)).tolist() if u != 3][:5]
+    assert a.meta["files"] == [f"7-70-{u:04d}" for u in sorted(perm)]
+    assert a.meta["files"] != [f"7-70-{u:04d}" for u in (0, 1, 2, 4, 5)]  # not simply the first five
+    assert a.meta["n_too_long"] == (3 in torch.randperm(12, generator=torch.Generator().manual_seed(0))
+                                    .tolist()[: a.meta["n_probed"]])
+    # the training split's n does not limit the test split
+    assert len(load("test", root=str(root), max_seconds=2.0, n_train=5, progress=False)) == 11
 
 
 def test_librispeech_missing_root_says_where_to_get_it(tmp_path):
