@@ -10,7 +10,7 @@ Three layouts, none ever downloaded implicitly:
   decoded here with ``soundfile`` (torchaudio 2.11's ``load`` needs torchcodec).
 * **Hugging Face audio folder**: ``<root>/<split>/metadata.csv`` with a
   ``file_name`` column (paths relative to that folder) and a transcript column
-  (``transcription``, ``sentence`` or ``text``), read with
+  (``transcription``, ``sentence``, ``text`` or ``transcript``), read with
   ``datasets.load_dataset("audiofolder", ...)``.
 * **Common Voice** (Ardila et al. 2020, "Common Voice: A Massively-Multilingual
   Speech Corpus", LREC): one language folder of a release,
@@ -26,11 +26,12 @@ Every corpus ends in :func:`build_split`, which fixes what the core sees:
 * **variable length**: utterances longer than ``max_seconds`` (read from the
   file header, before decoding) are dropped, never cut (a cut would leave
   words of the transcript without audio), and their count is recorded in
-  ``meta["n_too_long"]``; an optional ``n`` keeps a seed-0 uniform subset of
-  the rest (in corpus order); transcripts that do not normalise are an
-  error, or skipped and counted (``skip_unspellable``); the kept ones are zero-padded at the end to the
-  longest of them. ``meta["lengths"]`` holds each utterance's true length in
-  samples. Memory is ``n x longest x 2`` bytes (int16).
+  ``meta["n_too_long"]``; transcripts that do not normalise are an error,
+  or skipped and counted (``skip_unspellable``); an optional ``n`` keeps a
+  seed-0 uniform subset of the rest (in corpus order); the kept ones are
+  zero-padded at the end to the longest of them. ``meta["lengths"]`` holds
+  each utterance's true length in samples. Memory is ``n x longest x 2``
+  bytes (int16).
 """
 
 from __future__ import annotations

@@ -236,6 +236,17 @@ def test_mp3_without_libsndfile_support_is_one_line(tmp_path, monkeypatch):
         DATASETS.get("commonvoice")("test", root=str(root), skip_unspellable=True, progress=False)
 
 
+def test_missing_or_broken_clips_are_one_line_errors(tmp_path):
+    root = _commonvoice(tmp_path / "en", ext="wav")
+    load = DATASETS.get("commonvoice")
+    (root / "clips" / "common_voice_en_2.wav").unlink()
+    with pytest.raises(DataMissingError, match=r"common_voice_en_2.wav: audio file not found$"):
+        load("test", root=str(root), skip_unspellable=True, progress=False)
+    (root / "clips" / "common_voice_en_2.wav").write_bytes(b"RIFF\x00\x00not audio")
+    with pytest.raises(UserError, match=r"common_voice_en_2.wav: not a readable audio file"):
+        load("test", root=str(root), skip_unspellable=True, progress=False)
+
+
 def test_commonvoice_missing_root_says_where_to_get_it(tmp_path):
     with pytest.raises(DataMissingError) as err:
         DATASETS.get("commonvoice")("validation", root=str(tmp_path / "nowhere"))
