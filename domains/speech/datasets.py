@@ -11,6 +11,11 @@ every speech model's ``encode`` turns them into the float waveform in
   split, read with ``soundfile``. 12 classes as in the standard task: the
   ten keywords, ``unknown`` (every other word) and ``silence`` (1 s slices of
   ``_background_noise_``).
+* ``librispeech``, ``audiofolder``, ``commonvoice``: read speech corpora from
+  local roots (:mod:`domains.speech.corpora`): LibriSpeech (Panayotov et al.
+  2015), any Hugging Face audio folder, a Common Voice language folder
+  (Ardila et al. 2020); transcripts on the CTC alphabet, 16 kHz, utterances
+  up to ``max_seconds`` zero-padded to the longest kept one.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import torch
 from bench.data import ArrayData
 from bench.errors import DataMissingError, UserError
 from bench.registry import DATASETS
+from domains.speech import corpora
 from domains.speech.synthdata import (COMMAND_CLASSES, KEYWORDS, SAMPLE_RATE, SynthConfig, load_or_generate)
 from domains.speech.text import NUM_TOKENS, encode_batch
 
@@ -170,6 +176,75 @@ def speechcommands(split: str = "train", root: str | None = None, silence_fracti
     meta = _commands_meta("speechcommands", str(base))
     meta["files"] = list(files)
     return ArrayData(torch.from_numpy(x), torch.from_numpy(y), meta)
+
+
+# ----------------------------------------------------------------- speech corpora on local roots
+def _split_n(split: str, n_train: int | None, n_test: int | None) -> int | None:
+    return n_train if split == "train" else n_test
+
+
+@DATASETS.register("librispeech")
+def librispeech(split: str = "train", root: str | None = None, train_subset: str = "train-clean-100",
+                validation_subset: str = "dev-clean", test_subset: str = "test-clean", max_seconds: float = 16.0,
+                n_train: int | None = None, n_test: int | None = None, progress: bool = True) -> ArrayData:
+    """LibriSpeech (Panayotov et al. 2015) from a local root (never downloaded implicitly).
+
+    Args:
+        split: ``train``, ``validation`` or ``test`` (mapped to the ``*_subset`` arguments), or a subset
+            name itself (``test-other``, ``train-clean-360``, ...).
+        root: the folder holding ``LibriSpeech/<subset>/`` (or the ``LibriSpeech`` folder itself); default
+            ``$XROBUST_LIBRISPEECH`` or ``<cache>/data``.
+        max_seconds: longer utterances are dropped (counted in ``meta["n_too_long"]``), the rest zero-padded.
+        n_train, n_test: keep a seed-0 uniform subset of this many (``n_test`` also for validation).
+    """
+    subsets = {"train": train_subset, "validation": validation_subset, "test": test_subset}
+    subset = subsets.get(split, split)
+    base = corpora.corpus_root(root, "XROBUST_LIBRISPEECH", "")
+    utts = corpora.librispeech_utterances(base, subset)
+    return corpora.build_split("librispeech", utts, f"LibriSpeech {subset} at {base}", max_seconds=max_seconds,
+                               n=_split_n(split, n_train, n_test), progress=progress)
+
+
+@DATASETS.register("audiofolder")
+def audiofolder(split: str = "train", root: str | None = None, text_column: str | None = None,
+                max_seconds: float = 16.0, n_train: int | None = None, n_test: int | None = None,
+                skip_unspellable: bool = False, progress: bool = True) -> ArrayData:
+    """Any Hugging Face ``audiofolder`` on disk: ``<root>/<split>/metadata.csv`` (``file_name`` + transcript).
+
+    Args:
+        split: ``train``, ``validation`` (folder ``validation``, ``dev``, ``valid`` or ``val``), ``test``, or
+            any folder name.
+        root: default ``$XROBUST_AUDIOFOLDER`` or ``<cache>/data/audiofolder``.
+        text_column: the transcript column; default the first of ``transcription``, ``sentence``, ``text``,
+            ``transcript``.
+        max_seconds, n_train, n_test: as for ``librispeech``; skip_unspellable: as for ``commonvoice``.
+    """
+    base = corpora.corpus_root(root, "XROBUST_AUDIOFOLDER", "audiofolder")
+    utts = corpora.audiofolder_utterances(base, split, text_column)
+    return corpora.build_split("audiofolder", utts, f"audiofolder {split} at {base}", max_seconds=max_seconds,
+                               n=_split_n(split, n_train, n_test), skip_unspellable=skip_unspellable,
+                               progress=progress)
+
+
+@DATASETS.register("commonvoice")
+def commonvoice(split: str = "train", root: str | None = None, max_seconds: float = 10.0,
+                n_train: int | None = None, n_test: int | None = None, skip_unspellable: bool = False,
+                progress: bool = True) -> ArrayData:
+    """A Common Voice (Ardila et al. 2020) language folder on disk: ``clips/`` + ``train/dev/test.tsv``.
+
+    Args:
+        split: ``train``, ``validation`` (``dev.tsv``), ``test``, or any ``<name>.tsv`` of the release.
+        root: the language folder (``cv-corpus-<version>/<lang>``); default ``$XROBUST_COMMONVOICE`` or
+            ``<cache>/data/commonvoice/en``.
+        max_seconds, n_train, n_test: as for ``librispeech``. MP3 clips need libsndfile >= 1.1.
+        skip_unspellable: skip (and count in ``meta["n_unspellable"]``) sentences with characters the
+            normalisation cannot put on the alphabet (digits, symbols, other scripts) instead of failing.
+    """
+    base = corpora.corpus_root(root, "XROBUST_COMMONVOICE", "commonvoice/en")
+    utts = corpora.commonvoice_utterances(base, split)
+    return corpora.build_split("commonvoice", utts, f"Common Voice {split} at {base}", max_seconds=max_seconds,
+                               n=_split_n(split, n_train, n_test), skip_unspellable=skip_unspellable,
+                               progress=progress)
 
 
 def _generator(kind: str):

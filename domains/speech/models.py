@@ -12,6 +12,8 @@ the samples (Carlini & Wagner 2018, "Audio Adversarial Examples").
 * ``ctc-digits``: log-Mel + 1-D convolution + bidirectional GRU + a CTC head
   over characters (Graves et al. 2006; Amodei et al. 2016, Deep Speech 2,
   in miniature), greedy decoding.
+* ``ctc-char``: the same architecture, wider and with 3 BiGRU layers, for the
+  real corpora (LibriSpeech, Common Voice).
 """
 
 from __future__ import annotations
@@ -147,13 +149,13 @@ def m5(num_classes: int = 12, num_keywords: int | None = 10, width: int = 32, as
 
 # --------------------------------------------------------------------------- ASR
 class CTCNet(nn.Module):
-    def __init__(self, num_tokens: int, n_mels: int, hidden: int, hop: int) -> None:
+    def __init__(self, num_tokens: int, n_mels: int, hidden: int, hop: int, layers: int = 1) -> None:
         super().__init__()
         self.front = LogMel(n_mels=n_mels, hop=hop)
         self.norm = nn.BatchNorm1d(n_mels)
         self.conv = nn.Sequential(nn.Conv1d(n_mels, hidden, 5, padding=2, bias=False), nn.BatchNorm1d(hidden),
                                   nn.ReLU())
-        self.rnn = nn.GRU(hidden, hidden, batch_first=True, bidirectional=True)
+        self.rnn = nn.GRU(hidden, hidden, num_layers=layers, batch_first=True, bidirectional=True)
         self.head = nn.Linear(2 * hidden, num_tokens)
 
     def forward(self, wav):  # (B, L) -> (B, T, C) log-probs
@@ -230,6 +232,15 @@ def ctc_digits(num_tokens: int = NUM_TOKENS, n_mels: int = 40, hidden: int = 64,
     """Log-Mel (20 ms frames) + per-utterance CMVN + conv(5) + BiGRU + linear CTC head over characters."""
     spec = {"num_tokens": num_tokens, "n_mels": n_mels, "hidden": hidden, "hop": hop}
     return CTCRecognizer(CTCNet(num_tokens, n_mels, hidden, hop), spec)
+
+
+@MODELS.register("ctc-char")
+def ctc_char(num_tokens: int = NUM_TOKENS, n_mels: int = 80, hidden: int = 256, layers: int = 3, hop: int = 320,
+             assets_dir=None, **_) -> CTCRecognizer:
+    """``ctc-digits`` grown for read and crowd-sourced speech (LibriSpeech, Common Voice): 80 Mel bands,
+    3 BiGRU layers of 256 (about 3.2M parameters), same 20 ms frames, CMVN and character CTC head."""
+    spec = {"num_tokens": num_tokens, "n_mels": n_mels, "hidden": hidden, "hop": hop, "layers": layers}
+    return CTCRecognizer(CTCNet(num_tokens, n_mels, hidden, hop, layers), spec)
 
 
 @LOSSES.register("ctc")

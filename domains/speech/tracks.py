@@ -57,6 +57,35 @@ register_track(Track(
     description="Speech Commands v0.02 (needs the data on disk), log-Mel CNN, L2 at 30 dB SNR.",
 ))
 
+#: real read / crowd-sourced speech, where the data is on disk (domains.speech.corpora). Utterances up to 10 s,
+#: zero-padded to the longest kept one; 8,000 training and 500 test utterances (seed-0 subsets of the ones
+#: that fit), of which the fixed evaluation subset takes 200.
+CORPUS_KWARGS = {"max_seconds": 10.0, "n_train": 8000, "n_test": 500}
+CORPUS_TRAIN = TrainSpec(epochs=30, batch_size=32, lr=1e-3, optimizer="adam", schedule="cosine", eps_ramp_epochs=5,
+                         grad_clip=5.0, recipe_params={"pgd-at": {"steps": 2}})
+
+register_track(Track(
+    id="speech-librispeech-snr-30db", domain="speech", dataset="librispeech", model="ctc-char",
+    threat=SNR30, suite=ASR_SUITE, n_eval=200, metric="wer", dataset_kwargs=CORPUS_KWARGS, train=CORPUS_TRAIN,
+    eval_batch_size=25, zoo_n=20,
+    description="LibriSpeech (needs the data on disk: train-clean-100 / test-clean, $XROBUST_LIBRISPEECH), "
+                "utterances up to 10 s, log-Mel + 3-layer BiGRU + character CTC trained from scratch on 8,000 "
+                "utterances, greedy decoding with no language model (expect a high clean WER), L2 at 30 dB SNR; "
+                "WER. No published results yet.",
+))
+
+register_track(Track(
+    id="speech-commonvoice-en-snr-30db", domain="speech", dataset="commonvoice", model="ctc-char",
+    threat=SNR30, suite=ASR_SUITE, n_eval=200, metric="wer", train=CORPUS_TRAIN, eval_batch_size=25, zoo_n=20,
+    # crowd-sourced sentences occasionally hold digits or symbols: those are skipped and counted, not guessed
+    dataset_kwargs={**CORPUS_KWARGS, "skip_unspellable": True},
+    description="Common Voice English (needs a release's en folder on disk: clips/ + train.tsv / test.tsv, "
+                "$XROBUST_COMMONVOICE; test sets differ between releases, so compare results on one release), "
+                "clips up to 10 s resampled to 16 kHz, punctuation and accents normalised away, sentences with "
+                "digits or other symbols skipped, log-Mel + 3-layer BiGRU + character CTC, no language model, "
+                "L2 at 30 dB SNR; WER. No published results yet.",
+))
+
 #: acoustic conditions on the quick KWS track's checkpoints (domains.speech.corruptions): 8 x 5 severities
 register_track(corruption_track(
     KWS_QUICK, id="speech-kws-corruptions", corruption_set="speech-c", quick=True,
