@@ -40,7 +40,7 @@ register_track(Track(
     threat=SNR30, suite=ASR_SUITE, n_eval=200, metric="wer", quick=True, zoo_n=20,
     train=TrainSpec(epochs=8, batch_size=32, lr=3e-3, optimizer="adam", schedule="cosine",
                     eps_ramp_epochs=4, grad_clip=5.0,
-                    recipe_params={"pgd-at": {"steps": 2}, "mixed-at": {"steps": 2}, "trades": {"steps": 2}}),
+                    recipe_params={"pgd-at": {"steps": 2}, "mixed-at": {"steps": 2, "clean_weight": 0.8}, "trades": {"steps": 2}}),
     eval_batch_size=100, recipes=("erm", "pgd-at", "mixed-at", "trades"),
     # Carlini & Wagner 2018's question under the same budget: can the attacker choose the transcript?
     targeted=AttackSpec("apgd-targeted", "apgd-targeted", {"steps": 100}), target_rule="speech/other-digits",
