@@ -35,7 +35,7 @@ KWS_QUICK = register_track(Track(
                 "headline: keyword-only accuracy.",
 ))
 
-register_track(Track(
+ASR_QUICK = register_track(Track(
     id="speech-asr-digits-snr-30db", domain="speech", dataset="synth-digits", model="ctc-digits",
     threat=SNR30, suite=ASR_SUITE, n_eval=200, metric="wer", quick=True, zoo_n=20,
     train=TrainSpec(epochs=8, batch_size=32, lr=3e-3, optimizer="adam", schedule="cosine",
@@ -47,6 +47,19 @@ register_track(Track(
     description="Synthetic connected digits (espeak-ng, unseen speakers), log-Mel + BiGRU + CTC, L2 at 30 dB SNR; "
                 "WER and CER (worst case per utterance over APGD and PGD on the CTC loss), and targeted success: "
                 "APGD on the CTC loss of a target transcript (every digit replaced by another) under the same budget.",
+))
+
+#: the same recognizer under robust_speech's other waveform geometry, Linf, in relative terms: every sample
+#: of the perturbation within 40 dB of the clip's peak (|delta_t| <= max|x| * 10^(-40/20)); the ASR suite's APGD
+#: and PGD take Linf steps (sign of the gradient). Any ctc-digits checkpoint can be evaluated on it
+#: (``xrobust eval --track speech-asr-digits-linf-40db --checkpoint zoo/speech-asr-digits-snr-30db/...``).
+register_track(Track(
+    id="speech-asr-digits-linf-40db", domain="speech", dataset="synth-digits", model="ctc-digits",
+    threat=ThreatModel("linf", 40.0, scale="snr-db", bounds=BOUNDS), suite=ASR_SUITE, n_eval=200, metric="wer",
+    train=ASR_QUICK.train, eval_batch_size=100, recipes=ASR_QUICK.recipes, targeted=ASR_QUICK.targeted,
+    target_rule=ASR_QUICK.target_rule,
+    description="Synthetic connected digits, the log-Mel + BiGRU + CTC recognizer under a relative Linf budget: "
+                "each waveform sample moves at most 1% of the clip's peak (40 dB); WER, CER and targeted success.",
 ))
 
 register_track(Track(

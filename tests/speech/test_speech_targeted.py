@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.attacks.apgd import APGD
 from bench.checkpoint import load_checkpoint
 from bench.evaluate import evaluate
 from bench.pipeline import eval_track
@@ -210,3 +211,22 @@ def test_ctc_recipes_train_and_mart_says_why_not(speech_cache, small_digits):
         RECIPES.get("mart")().inner(model, z, ctx, y, SNR30, {"step": 0})
     with pytest.raises(UserError, match="clean_weight must be in"):
         RECIPES.get("mixed-at")(clean_weight=1.5)
+
+
+def test_relative_linf_track_attacks_within_one_percent_of_the_peak(speech_cache, small_digits):
+    """robust_speech's Linf geometry in relative terms: every sample of the perturbation within 40 dB of the
+    clip's peak; the ASR suite's attacks raise the WER and their achieved budget is at or above 40 dB."""
+    track = get_track("speech-asr-digits-linf-40db")
+    assert track.threat.id == "linf-40db" and track.metric == "wer" and track.targeted is not None
+    model = load_checkpoint(ERM)
+    data = small_digits[1]
+    x, y = data.inputs[:4], {k: v[:4] for k, v in data.y.items()}
+    rep = evaluate(model, x, y, track.threat, [AttackSpec("apgd-10", "apgd", {"steps": 10})], batch_size=4,
+                   flags=False)
+    assert float(rep.robust_errors.sum()) > float(rep.clean_errors.sum())
+    snr = rep.achieved()
+    assert bool((snr[~torch.isnan(snr)] >= 40 - 1e-3).all())
+    wav = x.float() / 32768.0
+    z_adv = APGD(steps=3).run(model, wav, None, y, track.threat)
+    peak = wav.abs().amax(1, keepdim=True)
+    assert bool(((z_adv - wav).abs() <= peak * 10 ** (-40 / 20) * (1 + 1e-5)).all())
