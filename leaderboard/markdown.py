@@ -134,11 +134,22 @@ ASR_NOTE = ("CER: character error rate, clean and under attack (worst case per u
             f"{DASH} where the result file does not report it.")
 
 
+def asr_board(sub: pd.DataFrame) -> bool:
+    """Whether a track's table gets the ASR columns: a WER track where at least one result reports CER, a
+    targeted attack or the achieved SNR (rows that do not show :data:`DASH`). Tables of files written before
+    those fields existed stay as they were, so the committed leaderboard and doc tables need no rewrite
+    until such a file arrives."""
+    if not len(sub) or sub["metric"].iloc[0] != "wer":
+        return False
+    keys = ("clean_cer", "robust_cer", "targeted_success", "target_wer", "snr_db_mean")
+    return any(k in sub and sub[k].notna().any() for k in keys)
+
+
 def track_markdown(df: pd.DataFrame, track: str) -> str:
     sub = df[df["track"] == track]
     attacks = attack_columns(sub)
-    wer = sub["metric"].iloc[0] == "wer"
-    unit = "WER %" if wer else "%"
+    wer = asr_board(sub)
+    unit = "WER %" if sub["metric"].iloc[0] == "wer" else "%"
     header = ["rank", "model", "defense", f"clean {unit}", f"robust {unit}", "robust 95% CI", "p vs leader"] \
         + (ASR_HEADER if wer else []) + [md(a.split(":", 1)[1]) + attack_unit(sub) for a in attacks] \
         + ["train s", "flags"]

@@ -17,8 +17,8 @@ import pandas as pd
 
 from leaderboard.aggregate import attack_columns, cross_domain, tracks
 from leaderboard.flags import FLAG_EXPLANATIONS
-from leaderboard.markdown import (ASR_HEADER, ASR_NOTE, DASH, attack_unit, ci_cell, cross_cell, db, or_dash, pct,
-                                  protocol_mark, rank_cell, row_ci, row_p, safe_url, seconds)
+from leaderboard.markdown import (ASR_HEADER, ASR_NOTE, DASH, asr_board, attack_unit, ci_cell, cross_cell, db,
+                                  or_dash, pct, protocol_mark, rank_cell, row_ci, row_p, safe_url, seconds)
 
 CSP = ("default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
        "base-uri 'none'; form-action 'none'")
@@ -170,8 +170,8 @@ def cross_domain_html(df: pd.DataFrame, corruption_ranks: dict[str, float] | Non
 
 def track_table_html(sub: pd.DataFrame) -> str:
     attacks = attack_columns(sub)
-    wer = sub["metric"].iloc[0] == "wer"
-    unit = "WER %" if wer else "%"
+    wer = asr_board(sub)
+    unit = "WER %" if sub["metric"].iloc[0] == "wer" else "%"
     header = [("rank", ""), ("model", "t"), ("defense", "t"), (f"clean {unit}", ""), (f"robust {unit}", ""),
               ("clean 95% CI", ""), ("robust 95% CI", ""), ("p vs leader", "")] \
         + ([(e(h), "") for h in ASR_HEADER] if wer else []) \
@@ -314,7 +314,7 @@ def track_html(df: pd.DataFrame, track: str, plot: str | None, audio: str | None
     body += ['<p class="note">Per-attack columns: accuracy (or WER, when marked) under that attack alone; robust = '
              "worst case per example over all of them. Provenance: package version, git commit, seed, checkpoint sha256, device, time.</p>",
              track_table_html(sub)]
-    if first["metric"] == "wer":
+    if asr_board(sub):
         body.append(f'<p class="note">{e(ASR_NOTE)} Hover a cell for its interval or details.</p>')
     if plot:
         body.append(f'<div class="plots"><img src="{e(plot)}" alt="{e(track)}: robust accuracy vs eps"></div>')

@@ -221,7 +221,10 @@ def test_validate_checks_samples_folders(board_with_samples, capsys):
     assert "no result file ctc-digits__pgd-at.json beside it" in capsys.readouterr().err
 
 
-def test_committed_asr_results_show_dashes_for_the_new_fields(tmp_path):
+def test_tracks_of_files_without_the_fields_keep_their_table(tmp_path):
+    """The committed ASR files report none of the new fields: their table is as it was (no column of dashes),
+    so the committed leaderboard and doc tables stay what results/ gives; one file with the fields brings
+    the columns, with dashes for the others."""
     root = tmp_path / "results"
     folder = root / "speech/synth-digits/snr-30db"
     folder.mkdir(parents=True)
@@ -230,4 +233,32 @@ def test_committed_asr_results_show_dashes_for_the_new_fields(tmp_path):
     df = collect(root).frame
     assert df["clean_cer"].isna().all() and df["targeted_success"].isna().all()
     assert all(math.isnan(v) for v in df["snr_db_mean"])
-    assert track_markdown(df, TRACK).count("| — | — | — | — | — |") == len(df)
+    assert "CER" not in track_markdown(df, TRACK) and "CER" not in track_table_html(df)
+    place(root, asr_doc("trades"))
+    text = track_markdown(collect(root).frame, TRACK)
+    assert text.count("| — | — | — | — | — |") == len(df) and "| 4.1 | 98.8 | 31.5 | 45.7 | 33.2 |" in text
+
+
+@pytest.mark.browser
+def test_audio_page_plays_in_chromium(browser, board_with_samples, serve):
+    """The audio page in headless Chromium: every <audio> loads its WAV (the CSP allows same-site media),
+    no console error or outside request, and the track page links to it."""
+    _, _, built = board_with_samples
+    base = serve(built.site)
+    browser.goto(base + f"track-{TRACK}.html")
+    browser.click("a.audio-link")
+    browser.wait_event("Page.loadEventFired")
+    assert browser.js("location.pathname") == f"/audio-{TRACK}.html"
+    durations = browser.js("""Promise.all(Array.from(document.querySelectorAll('audio')).map(a => new Promise(ok => {
+        const done = () => ok([a.getAttribute('src'), a.duration, a.error ? a.error.code : 0]);
+        a.addEventListener('loadedmetadata', done); a.addEventListener('error', done);
+        setTimeout(done, 10000); a.preload = 'metadata'; a.load(); })))""")
+    assert len(durations) == 4
+    for src, duration, error in durations:
+        assert error == 0 and duration == pytest.approx(0.1, abs=0.01), (src, duration, error)
+    texts = browser.js("Array.from(document.querySelectorAll('tr.sample-row')).map(r => r.cells[5].textContent)")
+    assert texts == [f"nine {XSS}", ""]  # shown as text, not run
+    # a media element stops its download once it has what preload asks for: Chromium logs that as ERR_ABORTED
+    assert [m for m in browser.errors() if m.strip() != "network: net::ERR_ABORTED"] == []
+    # nothing from outside (Chromium's own media controls draw data: icons)
+    assert [u for u in browser.requests() if not (u.startswith(base) or u.startswith("data:"))] == []
