@@ -195,7 +195,8 @@ def asr_columns(m: dict[str, Any]) -> dict[str, Any]:
     per_attack = {str(k): float(v) for k, v in _dict(m.get("per_attack_cer")).items() if not math.isnan(_num(v))}
     out = {"clean_cer": _num(m.get("clean_cer")), "robust_cer": _num(m.get("robust_cer")),
            "per_attack_cer": json.dumps(per_attack, sort_keys=True) if per_attack else None,
-           "snr_db_mean": _num(snr.get("mean")), "snr_db_median": _num(snr.get("median")), "snr_db_n": _num(snr.get("n")),
+           "snr_db_mean": _num(snr.get("mean")), "snr_db_median": _num(snr.get("median")),
+           "snr_db_n": _num(snr.get("n")),
            "targeted_attack": _text(tg.get("attack")), "targeted_rule": _text(tg.get("rule")),
            "targeted_n": _num(tg.get("n")), "targeted_success": _num(tg.get("success_rate")),
            "target_wer": _num(tg.get("target_wer")), "target_cer": _num(tg.get("target_cer")),

@@ -101,7 +101,7 @@ def audio_html(track: str, items: list[Listening], track_href: str) -> str:
             f"<h1>{e(track)}: adversarial audio</h1>",
             '<p class="note">A few adversarial examples the worst case kept per result (<code>xrobust eval '
             "--samples K</code>), as 16-bit WAV: the clean example and the adversarial one, what the model "
-            "made of each, and the achieved SNR 20·log10(‖x‖ / ‖x<sub>adv</sub> − x‖) in dB (higher = quieter "
-            "perturbation). The manifest lists each file's sha256.</p>"]
+            "made of each, and the achieved SNR 20·log10(‖x‖ / ‖x<sub>adv</sub> − x‖) in dB "
+            "(higher = quieter perturbation). The manifest lists each file's sha256.</p>"]
     body += [_result_html(item, k) for k, item in enumerate(items)]
     return _page(f"{track} · adversarial audio · xrobust leaderboard", "\n".join(body))
