@@ -27,6 +27,7 @@ EXAMPLES = """examples:
   xrobust eval --track image-mnist5k-linf-0.3 --model zoo:image-mnist5k-linf-0.3/pgd-at --batch-size 100
   xrobust eval --track image-digits-linf-0.2 --model zoo:... --n 50 --save-adv adv/   # + the adversarial examples
   xrobust verify-adv adv/ --track image-digits-linf-0.2 --model zoo:...               # re-score them
+  xrobust eval --track speech-asr-digits-snr-30db --model zoo:... --samples 3    # + 3 WAV pairs for the site
   xrobust zoo ls                                      # the published checkpoints and their numbers
   xrobust ls tracks
   xrobust validate results/
@@ -316,6 +317,10 @@ def _args_eval(p):
     p.add_argument("--save-adv", default=None, metavar="DIR",
                    help="also write the adversarial examples the worst case kept to DIR (absent or empty): "
                         "manifest.json, adv.safetensors, adv.jsonl (text), wav/ (speech); see docs/attacks.md")
+    p.add_argument("--samples", type=int, default=0, metavar="K",
+                   help="also write K (1-10) listenable adversarial examples beside the result file, "
+                        "<result stem>.samples/ (speech: clean.wav + adv.wav, transcripts, SNR), shown on the "
+                        "leaderboard's audio pages; see docs/leaderboard.md")
     p.add_argument("--transform", default=None, metavar="NAME[:K=V,...]",
                    help="an inference-time defense in front of the model, e.g. jpeg:quality=75, bit-depth:bits=3, "
                         "gaussian:sigma=0.3 (xrobust ls transforms); the defense id becomes <recipe>+<transform>")
@@ -348,7 +353,7 @@ def cmd_eval(args) -> int:
                       results=args.results, n=args.n, device=args.device, eps_sweep=not args.no_sweep,
                       progress=not args.quiet, out=args.out, flags=not args.no_flags, cascade=args.cascade,
                       compile=args.compile, batch_size=args.batch_size, save_adv=args.save_adv,
-                      transform=args.transform, protocol=args.protocol)
+                      transform=args.transform, protocol=args.protocol, samples=args.samples)
     doc = json.loads(Path(path).read_text())
     _log(_headline(doc))
     if doc.get("protocol"):
@@ -356,6 +361,11 @@ def cmd_eval(args) -> int:
         _log(f"  protocol {pr['name']}" + (f" ({'; '.join(pr['reasons'])})" if pr["reasons"] else ""))
     if args.save_adv:
         _log(f"  adversarial examples -> {args.save_adv}")
+    if args.samples:
+        from bench.samples import samples_dir
+
+        folder = samples_dir(path)
+        _log(f"  samples -> {folder}" if folder.is_dir() else "  samples: none (no example was broken)")
     for name, acc in doc["metrics"].get("per_attack", {}).items():
         _log(f"  {name}: {acc:.3f} ({doc['metrics'].get('per_attack_mode', 'alone')})")
     for name, acc in doc["metrics"].get("per_corruption_mean", {}).items():
@@ -540,11 +550,30 @@ def _args_validate(p):
 
 def cmd_validate(args) -> int:
     from bench.results import problems, result_files
+    from bench.samples import is_samples_dir, result_of, sample_problems, samples_dir
 
     files: list[Path] = []
+    folders: list[Path] = []  # evidence samples named directly, or with no result file beside them
     for p in map(Path, args.paths):
-        files.extend(result_files(p) if p.is_dir() else [p])
-    bad = 0
+        if p.is_dir() and is_samples_dir(p):
+            folders.append(p)
+        elif p.is_dir():
+            files.extend(result_files(p))
+            folders.extend(d for d in sorted(p.rglob("*.samples")) if d.is_dir() and not result_of(d).exists())
+        else:
+            files.append(p)
+    bad, checked = 0, len(folders)
+    for d in folders:
+        errs = [f"no result file {result_of(d).name} beside it"] if not result_of(d).exists() else []
+        if not errs:
+            try:
+                doc = json.loads(result_of(d).read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                doc = None
+            errs = sample_problems(d, doc if isinstance(doc, dict) else None)
+        for e in errs:
+            print(f"{d}: {e}", file=sys.stderr)
+        bad += bool(errs)
     for f in files:
         try:
             doc = json.loads(f.read_text())
@@ -559,10 +588,15 @@ def cmd_validate(args) -> int:
         errs = problems(doc, path=f.resolve() if args.check_path else None)
         for e in errs:
             print(f"{f}: {e}", file=sys.stderr)
-        bad += bool(errs)
+        folder = samples_dir(f)
+        serrs = sample_problems(folder, doc if isinstance(doc, dict) else None) if folder.is_dir() else []
+        checked += folder.is_dir()
+        for e in serrs:
+            print(f"{folder}: {e}", file=sys.stderr)
+        bad += bool(errs or serrs)
     if bad:
         return 2
-    print(f"{len(files)} result file(s) valid")
+    print(f"{len(files)} result file(s) valid" + (f", {checked} samples folder(s) valid" if checked else ""))
     return 0
 
 

@@ -302,7 +302,7 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
                out: str | Path | None = None, flags: bool = True, cascade: bool | None = None,
                compile: str | None = None, batch_size: int | None = None,
                save_adv: str | Path | None = None, transform: str | None = None,
-               protocol: str = "auto") -> Path:
+               protocol: str = "auto", samples: int = 0) -> Path:
     """Evaluate a checkpoint, or a model named by the resolver (``model_spec``, :mod:`bench.resolve`), on
     the track's fixed subset and write the result file atomically.
 
@@ -314,7 +314,8 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
     (``name[:k=v,...]``, :mod:`bench.defenses`), recorded in the defense id (``<recipe>+<transform>``).
     ``protocol``: ``auto`` switches the suite to BPDA / EOT when the pre-attack checks or the transform
     call for it (:func:`bench.defenses.choose_protocol`); ``plain`` never does (a naive evaluation, for
-    comparison).
+    comparison). ``samples``: write that many listenable adversarial examples beside the result file
+    (``<stem>.samples/``, :mod:`bench.samples`; at most 10).
     """
     from bench.defenses import TransformedModel, apply_protocol, choose_protocol, parse_transform
     from bench.resolve import check_compatible, check_requirements, resolve
@@ -334,6 +335,10 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
         from bench.adversarial import check_output_dir
 
         check_output_dir(save_adv)  # before any attack
+    if samples:  # evidence samples (bench.samples): a bad count or track fails before any attack
+        from bench.samples import check_samples
+
+        check_samples(samples, track)
     tform = parse_transform(transform, track.domain) if transform else None  # bad specs fail before any work
     if protocol not in ("auto", "plain"):
         raise UserError(f"--protocol must be auto or plain, got {protocol!r}")
@@ -403,7 +408,7 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
     report = evaluate(model, data.inputs, data.y, track.threat, suite, batch_size=bs,
                       cascade=track.cascade if cascade is None else cascade, seed=seed, device=dev, index=idx,
                       progress=progress, resume_file=partial, resume_key=resume_key, flags=False,
-                      keep_adv=save_adv is not None)
+                      keep_adv=save_adv is not None or bool(samples))
     if model_spec is not None and partial.parent.is_dir() and not any(partial.parent.iterdir()):
         partial.parent.rmdir()  # the finished evaluation removed its partial file
     targeted = None
@@ -439,4 +444,9 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
 
         save_adversarial(report, save_adv, track=track, model=name, model_id=model_id, defense=defense,
                          checkpoint_sha256=ckpt_sha, seed=seed, y=data.y, result=path)
+    if samples:  # evidence samples beside the result file (bench.samples)
+        from bench.samples import write_samples
+
+        write_samples(report, path, samples, track=track, model=model, inputs=data.inputs, y=data.y,
+                      meta=data.meta, index=idx, device=dev)
     return path

@@ -136,6 +136,8 @@ SCHEMES: Registry = Registry("model scheme")
 HF_TASKS: Registry = Registry("Hugging Face task")
 #: extra, human-facing formats of saved adversarial examples, by domain (speech: WAV), see bench.adversarial
 ADV_WRITERS: Registry = Registry("adversarial-example writer")
+#: listenable / readable evidence beside a result file (speech: clean and adversarial WAVs), by domain (bench.samples)
+SAMPLE_WRITERS: Registry = Registry("evidence-sample writer")
 #: common corruptions of the corruption tracks, ``<domain>/<name>`` -> bench.corruptions.Corruption
 CORRUPTIONS: Registry = Registry("corruption")
 #: inference-time input transformations (bench.defenses), ``<domain>/<name>``

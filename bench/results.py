@@ -121,11 +121,13 @@ NON_RESULT_DIRS = ("perf",)
 
 
 def result_files(root: str | Path) -> list[Path]:
-    """Every result file under ``root`` (sorted), leaving out ``perf/`` and other non-result folders."""
+    """Every result file under ``root`` (sorted), leaving out ``perf/`` and other non-result folders, and the
+    evidence samples beside result files (``<stem>.samples/manifest.json``, :mod:`bench.samples`)."""
     root = Path(root)
     if not root.is_dir():
         return []
-    return sorted((f for f in root.rglob("*.json") if f.relative_to(root).parts[0] not in NON_RESULT_DIRS),
+    return sorted((f for f in root.rglob("*.json") if f.relative_to(root).parts[0] not in NON_RESULT_DIRS
+                   and not any(p.endswith(".samples") for p in f.relative_to(root).parts[:-1])),
                   key=lambda f: f.relative_to(root).as_posix())
 
 

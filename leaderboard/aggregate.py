@@ -17,7 +17,19 @@ from typing import Any
 import pandas as pd
 
 from bench.results import is_attack, result_files, problems
+from bench.samples import SUFFIX as SAMPLES_SUFFIX
+from bench.samples import sample_problems, samples_dir
 from leaderboard.flags import explain
+
+#: what ASR (WER) results may report besides WER (NaN / None when a file does not): character error rate
+#: clean and robust (worst case per utterance) with intervals, per attack (JSON), the achieved SNR of the
+#: adversarial audio the worst case kept (dB, higher = quieter), and a targeted attack's outcome
+ASR_COLUMNS = [
+    "clean_cer", "robust_cer", "clean_cer_lo", "clean_cer_hi", "robust_cer_lo", "robust_cer_hi", "per_attack_cer",
+    "snr_db_mean", "snr_db_median", "snr_db_n",
+    "targeted_attack", "targeted_rule", "targeted_n", "targeted_success", "target_wer", "target_cer",
+    "targeted_snr_db_mean",
+]
 
 #: columns every results frame has, in order (per-attack columns ``attack:<name>`` follow ``robust``)
 BASE_COLUMNS = [
@@ -28,6 +40,7 @@ TAIL_COLUMNS = [
     "headline", "clean_accuracy", "robust_accuracy", "clean_wer", "robust_wer",
     "paper", "paper_url", "venue",
     "n_headline", "clean_lo", "clean_hi", "robust_lo", "robust_hi", "robust_bits", "robust_word_errors", "tie_p",
+    *ASR_COLUMNS, "samples",
     "train_seconds", "eval_seconds", "train_epochs", "official", "flags", "flag_details", "eps_sweep", "sweep_metric",
     "attack_metric", "protocol", "protocol_reasons",
     "version", "commit", "seed", "checkpoint_sha256", "device", "torch_version", "timestamp", "config_hash", "path",
@@ -157,7 +170,40 @@ def row_of(doc: dict[str, Any], rel_path: str) -> dict[str, Any]:
     for name, v in per_attack.items():
         row[f"attack:{name}"] = float(v)
     row.update(_confidence(doc, row))
+    row.update(asr_columns(m))
     return row
+
+
+def _dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+def _interval(v: Any) -> tuple[float, float]:
+    if isinstance(v, list) and len(v) == 2:
+        return _num(v[0]), _num(v[1])
+    return math.nan, math.nan
+
+
+def _text(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def asr_columns(m: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`ASR_COLUMNS` of a result's ``metrics`` (every field optional: files written before they were
+    stored, and accuracy tracks, get NaN / None)."""
+    snr, tg, iv = _dict(m.get("achieved_snr_db")), _dict(m.get("targeted")), _dict(m.get("intervals"))
+    per_attack = {str(k): float(v) for k, v in _dict(m.get("per_attack_cer")).items() if not math.isnan(_num(v))}
+    out = {"clean_cer": _num(m.get("clean_cer")), "robust_cer": _num(m.get("robust_cer")),
+           "per_attack_cer": json.dumps(per_attack, sort_keys=True) if per_attack else None,
+           "snr_db_mean": _num(snr.get("mean")), "snr_db_median": _num(snr.get("median")),
+           "snr_db_n": _num(snr.get("n")),
+           "targeted_attack": _text(tg.get("attack")), "targeted_rule": _text(tg.get("rule")),
+           "targeted_n": _num(tg.get("n")), "targeted_success": _num(tg.get("success_rate")),
+           "target_wer": _num(tg.get("target_wer")), "target_cer": _num(tg.get("target_cer")),
+           "targeted_snr_db_mean": _num(_dict(tg.get("achieved_snr_db")).get("mean"))}
+    out["clean_cer_lo"], out["clean_cer_hi"] = _interval(iv.get("clean_cer"))
+    out["robust_cer_lo"], out["robust_cer_hi"] = _interval(iv.get("robust_cer"))
+    return out
 
 
 #: a defense shares the rank of its group's leader unless the paired test on the per-example headline
@@ -276,6 +322,13 @@ def _rows(root: Path, source: str) -> tuple[list[dict[str, Any]], list[str], int
             continue
         row = row_of(doc, shown)
         row["source"] = source
+        row["samples"] = None
+        folder = samples_dir(f)
+        if folder.is_dir():  # listenable evidence beside the result (bench.samples): shown only when valid
+            where = shown[: -len(".json")] + SAMPLES_SUFFIX
+            errs = sample_problems(folder, doc)
+            bad.extend(f"{where}: {e}" for e in errs)
+            row["samples"] = None if errs else where
         if source == "user":
             row["defense"] += USER_MARK
         rows.append(row)

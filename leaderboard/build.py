@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.checkpoint import atomic_write_bytes
 from leaderboard import plots
 from leaderboard.aggregate import Collection, collect, tracks, training_costs
+from leaderboard.audio import audio_html, audio_page, copy_samples
 from leaderboard.certified import certified_html, certified_markdown, certified_plots, collect_certified
 from leaderboard.corruption import collect_corruptions, corruption_html, corruption_markdown, corruption_mean_ranks
 from leaderboard.markdown import leaderboard_markdown
@@ -46,16 +48,21 @@ def build(results: str | Path = "results", out: str | Path | None = None,
     ``user``: a folder of the user's own results, shown beside the published ones and marked
     (see :func:`leaderboard.aggregate.collect`); the site and Markdown then default to that
     folder's side, so building them never touches the published ``results``.
-    Files of earlier builds that this build does not produce (pages and plots
+    Files of earlier builds that this build does not produce (pages, plots and audio samples
     of tracks that are gone) are removed, so the site is a function of results/.
+    Valid evidence samples beside result files (:mod:`bench.samples`) are copied under ``samples/``
+    and listed on one audio page per track (:mod:`leaderboard.audio`), linked from the track's page.
     """
     col = collect(results, user)
     df = col.frame
     home = user if user is not None else results
     site = Path(out) if out is not None else default_site(home)
     site.mkdir(parents=True, exist_ok=True)
-    for stale in list(site.glob("track-*.html")) + list((site / "plots").glob("*.png")):
+    for stale in list(site.glob("track-*.html")) + list(site.glob("audio-*.html")) + \
+            list((site / "plots").glob("*.png")):
         stale.unlink()
+    if (site / "samples").is_dir():
+        shutil.rmtree(site / "samples")
     cdf, cbad = collect_corruptions(results, user)
     sdf, sbad = collect_certified(results, user)
     if cbad or sbad:
@@ -82,7 +89,11 @@ def build(results: str | Path = "results", out: str | Path | None = None,
             p = plots.eps_curve(df, track, site / "plots" / name)
             if p is not None:
                 images.append(p)
-            pages.append(_write(site / track_page(track), track_html(df, track, f"plots/{name}" if p else None)))
+            heard = copy_samples(df[df["track"] == track], results, site)
+            if heard:
+                pages.append(_write(site / audio_page(track), audio_html(track, heard, track_page(track))))
+            pages.append(_write(site / track_page(track), track_html(df, track, f"plots/{name}" if p else None,
+                                                                     audio_page(track) if heard else None)))
     certified_pngs = certified_plots(sdf, site / "plots")
     images.extend(certified_pngs.values())
     extra = corruption_html(cdf) + "\n" + certified_html(sdf, {d: f"plots/{p.name}" for d, p in certified_pngs.items()})

@@ -102,21 +102,72 @@ def cross_domain_markdown(df: pd.DataFrame, corruption_ranks: dict[str, float] |
     return table
 
 
+#: an ASR number the result file does not report (written before it was stored)
+DASH = "—"
+
+#: ASR tracks' columns after the WER ones: header, and the cell of a row (:data:`ASR_NOTE` says what they are)
+ASR_HEADER = ["clean CER %", "robust CER %", "targeted success %", "target WER %", "SNR dB"]
+
+
+def or_dash(text: str) -> str:
+    return text or DASH
+
+
+def db(v) -> str:
+    """A level in dB with one decimal ('' for a missing number)."""
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.1f}"
+
+
+def asr_cells(r: dict) -> list[str]:
+    """Clean / robust CER, targeted success rate, the targeted attack's WER against its targets, and the mean
+    achieved SNR of the kept adversarial audio; :data:`DASH` where the file does not report one."""
+    return [or_dash(pct(r.get("clean_cer"))), or_dash(pct(r.get("robust_cer"))),
+            or_dash(pct(r.get("targeted_success"))), or_dash(pct(r.get("target_wer"))),
+            or_dash(db(r.get("snr_db_mean")))]
+
+
+#: under ASR track tables: what the extra columns are
+ASR_NOTE = ("CER: character error rate, clean and under attack (worst case per utterance). Targeted success: share "
+            "of utterances the targeted attack made transcribe exactly as its target; target WER: the word error "
+            "rate of the hypotheses against those targets. SNR dB: mean signal-to-perturbation ratio of the "
+            "adversarial audio the worst case kept, over the utterances an attack changed (higher = quieter). "
+            f"{DASH} where the result file does not report it.")
+
+
+def asr_board(sub: pd.DataFrame) -> bool:
+    """Whether a track's table gets the ASR columns: a WER track where at least one result reports CER, a
+    targeted attack or the achieved SNR (rows that do not show :data:`DASH`). Tables of files written before
+    those fields existed stay as they were, so the committed leaderboard and doc tables need no rewrite
+    until such a file arrives."""
+    if not len(sub) or sub["metric"].iloc[0] != "wer":
+        return False
+    keys = ("clean_cer", "robust_cer", "targeted_success", "target_wer", "snr_db_mean")
+    return any(k in sub and sub[k].notna().any() for k in keys)
+
+
 def track_markdown(df: pd.DataFrame, track: str) -> str:
     sub = df[df["track"] == track]
     attacks = attack_columns(sub)
-    wer = sub["metric"].iloc[0] == "wer"
-    unit = "WER %" if wer else "%"
+    wer = asr_board(sub)
+    unit = "WER %" if sub["metric"].iloc[0] == "wer" else "%"
     header = ["rank", "model", "defense", f"clean {unit}", f"robust {unit}", "robust 95% CI", "p vs leader"] \
-        + [md(a.split(":", 1)[1]) + attack_unit(sub) for a in attacks] + ["train s", "flags"]
+        + (ASR_HEADER if wer else []) + [md(a.split(":", 1)[1]) + attack_unit(sub) for a in attacks] \
+        + ["train s", "flags"]
     rows = []
     for i, r in enumerate(sub.to_dict("records")):
         rows.append([str(r["rank"]), model_cell(r), md(r["defense"]), pct(r["clean"]), pct(r["robust"]),
-                     row_ci(r, "robust"), row_p(r, first=i == 0)]
+                     row_ci(r, "robust"), row_p(r, first=i == 0)] + (asr_cells(r) if wer else [])
                     + [pct(r[a]) for a in attacks] + [seconds(r["train_seconds"]),
                                                       ", ".join([protocol_mark(r)] * bool(protocol_mark(r))
                                                                 + [md(f) for f in r["flags"].split(";") if f])])
-    return _table(header, rows) + "\n\n" + TIE_NOTE
+    out = _table(header, rows) + "\n\n" + TIE_NOTE
+    if wer:
+        out += "\n\n" + ASR_NOTE
+    with_samples = [r for r in sub.to_dict("records") if isinstance(r.get("samples"), str)]
+    if with_samples:
+        out += ("\n\nListenable adversarial examples (clean and adversarial WAV, transcripts, SNR) on the site's "
+                "audio page of this track, from: " + ", ".join(md(r["samples"]) for r in with_samples) + ".")
+    return out
 
 
 def protocol_mark(r: dict) -> str:

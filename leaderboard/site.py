@@ -17,10 +17,10 @@ import pandas as pd
 
 from leaderboard.aggregate import attack_columns, cross_domain, tracks
 from leaderboard.flags import FLAG_EXPLANATIONS
-from leaderboard.markdown import (attack_unit, ci_cell, cross_cell, pct, protocol_mark, rank_cell, row_ci, row_p,
-                                  safe_url, seconds)
+from leaderboard.markdown import (ASR_HEADER, ASR_NOTE, DASH, asr_board, attack_unit, ci_cell, cross_cell, db,
+                                  or_dash, pct, protocol_mark, rank_cell, row_ci, row_p, safe_url, seconds)
 
-CSP = ("default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+CSP = ("default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
        "base-uri 'none'; form-action 'none'")
 
 CSS = """
@@ -170,9 +170,11 @@ def cross_domain_html(df: pd.DataFrame, corruption_ranks: dict[str, float] | Non
 
 def track_table_html(sub: pd.DataFrame) -> str:
     attacks = attack_columns(sub)
+    wer = asr_board(sub)
     unit = "WER %" if sub["metric"].iloc[0] == "wer" else "%"
     header = [("rank", ""), ("model", "t"), ("defense", "t"), (f"clean {unit}", ""), (f"robust {unit}", ""),
               ("clean 95% CI", ""), ("robust 95% CI", ""), ("p vs leader", "")] \
+        + ([(e(h), "") for h in ASR_HEADER] if wer else []) \
         + [(e(a.split(":", 1)[1] + attack_unit(sub)), "") for a in attacks] \
         + [("train s", ""), ("eval s", ""), ("flags", "t"), ("provenance", "t")]
     rows = []
@@ -188,13 +190,59 @@ def track_table_html(sub: pd.DataFrame) -> str:
                  _td(row_ci(r, "clean"), sort=_num_attr(r.get("clean_lo"))),
                  _td(row_ci(r, "robust"), sort=_num_attr(r.get("robust_lo"))),
                  _td(row_p(r, first=i == 0), sort=_num_attr(r.get("tie_p")))]
-        cells += [_td(pct(r[a]), sort=_num_attr(r[a]), title=_attack_ci(r[a], r["n"], sub)) for a in attacks]
+        if wer:
+            cells += asr_tds(r)
+        cer = json.loads(r["per_attack_cer"]) if wer and isinstance(r.get("per_attack_cer"), str) else {}
+        cells += [_td(pct(r[a]), sort=_num_attr(r[a]), title=_attack_ci(r[a], r["n"], sub) or _attack_cer(a, cer))
+                  for a in attacks]
         cells += [_td(seconds(r["train_seconds"]), sort=_num_attr(r["train_seconds"])),
                   _td(seconds(r["eval_seconds"]), sort=_num_attr(r["eval_seconds"])),
                   _td(protocol_badge(r) + badges(r["flag_details"]), sort=r["flags"], cls="t", raw=True),
                   _td(prov, sort=r["timestamp"], cls="t", raw=True)]
         rows.append('<tr class="result-row">' + "".join(cells) + "</tr>")
     return _table("results", header, rows)
+
+
+def asr_tds(r: dict) -> list[str]:
+    """The ASR cells (:data:`leaderboard.markdown.ASR_HEADER`), their details on hover: CER intervals, the
+    targeted attack (name, rule, n, target CER, SNR) and the median SNR over how many utterances."""
+    def ci(role: str) -> str:
+        c = ci_cell(r.get(f"{role}_cer_lo"), r.get(f"{role}_cer_hi"))
+        return f"95% CI {c}" if c else ""
+
+    tip = ""
+    if r.get("targeted_attack") or not _nan(r.get("targeted_success")):
+        parts = [f"targeted attack {r.get('targeted_attack') or '?'}"]
+        if r.get("targeted_rule"):
+            parts.append(f"targets: {r['targeted_rule']}")
+        if not _nan(r.get("targeted_n")):
+            parts.append(f"n {int(r['targeted_n'])}")
+        if not _nan(r.get("target_wer")):
+            parts.append(f"target WER {pct(r['target_wer'])}%")
+        if not _nan(r.get("target_cer")):
+            parts.append(f"target CER {pct(r['target_cer'])}%")
+        if not _nan(r.get("targeted_snr_db_mean")):
+            parts.append(f"mean SNR {db(r['targeted_snr_db_mean'])} dB")
+        tip = " · ".join(parts)
+    snr = ""
+    if not _nan(r.get("snr_db_median")) or not _nan(r.get("snr_db_n")):
+        snr = f"median {db(r.get('snr_db_median')) or DASH} dB over " \
+              f"{'?' if _nan(r.get('snr_db_n')) else int(r['snr_db_n'])} changed utterances"
+    return [_td(or_dash(pct(r.get("clean_cer"))), sort=_num_attr(r.get("clean_cer")), title=ci("clean")),
+            _td(or_dash(pct(r.get("robust_cer"))), sort=_num_attr(r.get("robust_cer")), title=ci("robust")),
+            _td(or_dash(pct(r.get("targeted_success"))), sort=_num_attr(r.get("targeted_success")), title=tip),
+            _td(or_dash(pct(r.get("target_wer"))), sort=_num_attr(r.get("target_wer")), title=tip),
+            _td(or_dash(db(r.get("snr_db_mean"))), sort=_num_attr(r.get("snr_db_mean")), title=snr)]
+
+
+def _nan(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _attack_cer(column: str, cer: dict) -> str:
+    """Tooltip of a per-attack WER: that attack's CER, when the file reports it."""
+    v = cer.get(column.split(":", 1)[1])
+    return f"CER {pct(v)}%" if isinstance(v, (int, float)) else ""
 
 
 def _attack_ci(v, n, sub) -> str:
@@ -253,15 +301,21 @@ def index_html(df: pd.DataFrame, plots: dict[str, str], problems: tuple[str, ...
     return _page("xrobust leaderboard", "\n".join(body))
 
 
-def track_html(df: pd.DataFrame, track: str, plot: str | None) -> str:
+def track_html(df: pd.DataFrame, track: str, plot: str | None, audio: str | None = None) -> str:
+    """A track's page; ``audio``: its audio page (:mod:`leaderboard.audio`), linked when there is one."""
     sub = df[df["track"] == track]
     first = sub.iloc[0]
     body = ['<nav><a href="index.html">← leaderboard</a></nav>', f"<h1>{e(track)}</h1>",
             f'<p class="sub">domain {e(first["domain"])} · dataset {e(first["dataset"])} · threat {e(first["threat"])}'
-            f' · metric {e(first["metric"])} · n {e(int(first["n"]))}</p>',
-            '<p class="note">Per-attack columns: accuracy (or WER, when marked) under that attack alone; robust = '
-            "worst case per example over all of them. Provenance: package version, git commit, seed, checkpoint sha256, device, time.</p>",
-            track_table_html(sub)]
+            f' · metric {e(first["metric"])} · n {e(int(first["n"]))}</p>']
+    if audio:
+        body.append(f'<p><a class="audio-link" href="{e(audio)}">Listen to adversarial examples</a> '
+                    "(clean and adversarial audio, transcripts, SNR)</p>")
+    body += ['<p class="note">Per-attack columns: accuracy (or WER, when marked) under that attack alone; robust = '
+             "worst case per example over all of them. Provenance: package version, git commit, seed, checkpoint sha256, device, time.</p>",
+             track_table_html(sub)]
+    if asr_board(sub):
+        body.append(f'<p class="note">{e(ASR_NOTE)} Hover a cell for its interval or details.</p>')
     if plot:
         body.append(f'<div class="plots"><img src="{e(plot)}" alt="{e(track)}: robust accuracy vs eps"></div>')
     else:

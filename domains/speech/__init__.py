@@ -1,3 +1,4 @@
 """The speech domain: keyword spotting and connected-digit recognition on raw waveforms."""
 
-from domains.speech import adversarial, corruptions, datasets, defenses, models, pretrained, targets, tracks  # noqa: F401  (registration)
+from domains.speech import (adversarial, corruptions, datasets, defenses, models, pretrained,  # noqa: F401  (registration)
+                            samples, targets, tracks)
