@@ -10,8 +10,8 @@ Where the data comes from, first found wins:
    ``1:3.0-37``) taken with ``apt-get download``, sha256-checked against
    the pins below, unpacked with ``dpkg -x`` (nothing is installed);
 3. Debian's installed copy, ``/usr/share/wordnet`` (``apt-get install
-   wordnet-base wordnet-sense-index``, as CI does), linked into the same
-   cache layout.
+   wordnet-base wordnet-sense-index``, as CI does), copied into the same
+   cache layout on first use.
 
 NLTK's reader needs a ``lexnames`` file that Debian does not ship; it is
 written from the list of the 45 lexicographer files in the ``lexnames(5WN)``
@@ -72,8 +72,9 @@ def _complete(folder: Path) -> bool:
     return all((folder / f).exists() for f in FILES + ("lexnames",))
 
 
-def _assemble(source: Path, link: bool) -> Path:
-    """Lay out ``source``'s database files as NLTK expects, with ``lexnames``; atomic (temp folder + rename)."""
+def _assemble(source: Path) -> Path:
+    """Copy ``source``'s database files (35 MB) into the layout NLTK expects, with ``lexnames``; atomic (temp
+    folder + rename). Copied, not linked: NLTK's reader refuses a link that leads out of its data root."""
     missing = [f for f in FILES if not (source / f).exists()]
     if missing:
         raise UserError(f"{source} is not a WordNet 3.0 database folder (missing {', '.join(missing)})")
@@ -83,7 +84,7 @@ def _assemble(source: Path, link: bool) -> Path:
     tmp.chmod(0o755)
     try:
         for f in FILES:
-            (tmp / f).symlink_to(source / f) if link else shutil.copy2(source / f, tmp / f)
+            shutil.copy2(source / f, tmp / f)
         (tmp / "lexnames").write_text(lexnames_text())
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
@@ -114,21 +115,30 @@ def fetch_wordnet(root: str | None = None) -> str:
             if DEBS.get(name) != digest:
                 raise UserError(f"{deb.name}: sha256 {digest} does not match the pinned {DEBS.get(name)}")
             subprocess.run(["dpkg", "-x", str(deb), str(unpacked)], check=True, capture_output=True)
-        return str(_assemble(unpacked / "usr" / "share" / "wordnet", link=False))
+        return str(_assemble(unpacked / "usr" / "share" / "wordnet"))
+
+
+def nltk_has_wordnet() -> bool:
+    """Whether NLTK finds a WordNet of its own (``nltk.download('wordnet')``, ``$NLTK_DATA``), before the
+    project's cache joins its data roots."""
+    import nltk
+
+    if str(nltk_root()) in nltk.data.path:
+        return False  # our own copy, added by wordnet() earlier
+    try:
+        nltk.data.find("corpora/wordnet")
+        return True
+    except LookupError:
+        return False
 
 
 def wordnet_root() -> tuple[str, Path | None]:
     """Where WordNet is: ``("nltk", None)`` when NLTK finds it itself, else ``("cache", root)``."""
-    import nltk
-
-    try:
-        nltk.data.find("corpora/wordnet")
+    if nltk_has_wordnet():
         return "nltk", None
-    except LookupError:
-        pass
     folder = nltk_root() / "corpora" / "wordnet"
     if not _complete(folder) and _complete_system():
-        _assemble(SYSTEM_DIR, link=True)
+        _assemble(SYSTEM_DIR)
     if _complete(folder):
         return "cache", nltk_root()
     raise DataMissingError(f"WordNet is not installed (not found by NLTK, in {folder} or {SYSTEM_DIR}); run: {FETCH}")
