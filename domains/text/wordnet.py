@@ -123,10 +123,9 @@ def nltk_has_wordnet() -> bool:
     project's cache joins its data roots."""
     import nltk
 
-    if str(nltk_root()) in nltk.data.path:
-        return False  # our own copy, added by wordnet() earlier
+    own = [p for p in nltk.data.path if str(p) != str(nltk_root())]  # wordnet() adds the cache root
     try:
-        nltk.data.find("corpora/wordnet")
+        nltk.data.find("corpora/wordnet", paths=own)
         return True
     except LookupError:
         return False
