@@ -1,3 +1,5 @@
-"""The text domain: datasets, models, the word-substitution attack and tracks, registered into bench."""
+"""The text domain: datasets, models, the discrete attacks (word-sub, pwws, deepwordbug) and tracks,
+registered into bench."""
 
-from domains.text import datasets, defenses, models, wordsub, corruptions, tracks  # noqa: F401  (registration)
+from domains.text import datasets, defenses, models, wordnet, wordsub, pwws, deepwordbug, corruptions, tracks  # noqa: F401
+

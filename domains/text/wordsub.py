@@ -122,6 +122,12 @@ def wordnet_pos() -> Callable[[str], set[str]] | None:
     try:
         from nltk.corpus import wordnet as wn
 
+        from domains.text.wordnet import nltk_has_wordnet
+
+        # NLTK's own copy only: the project's copy joins NLTK's data path once pwws or deepwordbug load it,
+        # and word-sub must not change with the attacks that ran before it
+        if not nltk_has_wordnet():
+            return None
         wn.synsets("good")
     except Exception:  # NLTK or its WordNet data is absent: no POS filter
         return None
