@@ -85,6 +85,10 @@ def compare(doc: dict[str, Any], published: dict[str, Any] | None) -> dict[str, 
     if ours_we is not None and theirs_we is not None:  # WER: the worst-case word errors, utterance by utterance
         words = {"word_errors_agree": sum(a == b for a, b in zip(ours_we[:n], theirs_we[:n])),
                  "word_errors_compared": len(ours_we[:n])}
+    ours_t, theirs_t = (d["per_example"].get("targeted") for d in (doc, published))
+    if ours_t is not None and theirs_t is not None:  # the targeted attack: target and hit, example by example
+        pairs = list(zip(zip(ours_t["targets"], ours_t["success"]), zip(theirs_t["targets"], theirs_t["success"])))[:n]
+        words.update(targeted_agree=sum(a == b for a, b in pairs), targeted_compared=len(pairs))
     return {**out, "published": {
         "n": published["n"],
         "clean": published["metrics"][published["headline"]["clean"]],
@@ -163,6 +167,8 @@ def summary_line(row: dict[str, Any]) -> str:
         f"; published on the same examples {p['robust_accuracy_same_examples']:.3f}"
     words = f", word errors agree {p['word_errors_agree']}/{p['word_errors_compared']}" \
         if "word_errors_agree" in p else ""
+    if "targeted_agree" in p:
+        words += f", targeted hits agree {p['targeted_agree']}/{p['targeted_compared']}"
     return (head + same + f", per-example outcomes agree {p['robust_agree']}/{p.get('outcomes', row['n'])}{words}; "
             f"published on n={p['n']}: robust {p['robust']:.3f} "
             f"({row['seconds']:.0f} s)")

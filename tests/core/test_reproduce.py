@@ -98,3 +98,21 @@ def test_compare_counts_differing_word_errors_on_a_wer_track():
     row = {"track": "t", "defense": "d", "n": 4, "clean": 0.1, "robust": 0.9, "metric": "wer", "seconds": 1.0,
            "published": got}
     assert "word errors agree 3/4" in summary_line(row)
+
+
+def test_compare_counts_differing_targeted_hits():
+    """A track with a targeted evaluation is also compared example by example on its targets and hits."""
+    pub = {"n": 3, "metric": "wer", "headline": {"clean": "clean_wer", "robust": "robust_wer"},
+           "metrics": {"clean_wer": 0.1, "robust_wer": 0.9},
+           "per_example": {"clean": "111", "robust": "000", "targeted": {"targets": ["one", "two", "six"],
+                                                                      "success": "101"}}}
+    mine = json.loads(json.dumps(pub))
+    assert compare(mine, pub)["published"]["targeted_agree"] == 3
+    mine["per_example"]["targeted"]["success"] = "100"
+    got = compare(mine, pub)["published"]
+    assert got["targeted_agree"] == 2 and got["targeted_compared"] == 3
+    row = {"track": "t", "defense": "d", "n": 3, "clean": 0.1, "robust": 0.9, "metric": "wer", "seconds": 1.0,
+           "published": got}
+    assert "targeted hits agree 2/3" in summary_line(row)
+    mine["per_example"]["targeted"]["targets"][0] = "nine"  # a different target is a disagreement, hit or not
+    assert compare(mine, pub)["published"]["targeted_agree"] == 1
