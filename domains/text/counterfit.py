@@ -203,16 +203,17 @@ def antonym_share(space: WordSpace, antonyms: Iterable[tuple[str, str]], k: int 
     for a, b in antonyms:
         ants.setdefault(a, set()).add(b)
         ants.setdefault(b, set()).add(a)
-    sims = space.unit @ space.unit.T
-    sims.fill_diagonal_(-2.0)
-    vals, idx = sims.topk(min(k, len(space.words) - 1), dim=1)
     total = bad = 0
-    for i, (vs, js) in enumerate(zip(vals.tolist(), idx.tolist())):
-        mine = ants.get(space.words[i], ())
-        for v, j in zip(vs, js):
-            if v >= min_cos:
-                total += 1
-                bad += space.words[j] in mine
+    for s in range(0, len(space.words), 2048):  # in row blocks: the full similarity matrix is 2 GB
+        sims = space.unit[s:s + 2048] @ space.unit.T
+        sims[torch.arange(sims.shape[0]), torch.arange(s, s + sims.shape[0])] = -2.0
+        vals, idx = sims.topk(min(k, len(space.words) - 1), dim=1)
+        for i, (vs, js) in enumerate(zip(vals.tolist(), idx.tolist()), s):
+            mine = ants.get(space.words[i], ())
+            for v, j in zip(vs, js):
+                if v >= min_cos:
+                    total += 1
+                    bad += space.words[j] in mine
     return {"antonym_share": bad / max(1, total), "antonym_neighbours": bad,
             "mean_neighbours": total / max(1, len(space.words))}
 
