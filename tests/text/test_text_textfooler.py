@@ -158,3 +158,30 @@ def test_textfooler_checks_saved_records_and_its_parameters():
     for bad in ({"max_frac": 0.0}, {"k": 0}, {"min_sim": 1.5}):
         with pytest.raises(UserError):
             ATTACKS.get("textfooler")(**bad)
+
+
+class GoodNeighbours:
+    """good -> bad (an antonym), not (a negation), decent."""
+
+    def neighbours(self, word, k, min_cos):
+        return (("bad", 0.9), ("not", 0.8), ("decent", 0.7)) if word.lower() == "good" else ()
+
+
+class BadVictim(torch.nn.Module):
+    """Says 0 ("rotten") when "not" or "bad" is in the text, else 1."""
+
+    def classify_texts(self, texts):
+        neg = torch.tensor([float(bool({"not", "bad"} & {w.lower() for w in C.words(t)})) for t in texts])
+        return torch.stack([neg, 1 - neg], dim=1) * 4
+
+    def tokenize(self, texts):
+        return {"text": list(texts)}
+
+
+def test_textfooler_refuses_neighbours_that_are_antonyms_or_negations():
+    """Even when the word space offers them and they would flip the victim."""
+    wordnet_or_skip()
+    att = ATTACKS.get("textfooler")(max_frac=1.0, space=GoodNeighbours(), measure_similarity=False)
+    assert att.candidates("good") == ["decent"]
+    adv, ok = att.attack_text(BadVictim(), "A good film", 1)
+    assert not ok and adv == "A good film"
