@@ -19,9 +19,9 @@ distance ``d = 1 - cos``:
 
 minimised as ``k1 AR + k2 SA + k3 VSP`` (k = 1) by minibatch Adagrad (lr 0.02, batches of 256 shuffled
 constraint pairs, 5 epochs), rows renormalised to unit length after every step. Pairs: synonyms are two
-single-word lemmas of one WordNet synset; antonyms are WordNet antonyms of every sense, direct and indirect through an adjective's
-head (:func:`domains.text.constraints.antonyms`, the shared constraint set's notion); a pair that is both is
-an antonym pair only. Both words must be in the vocabulary.
+single-word lemmas of one WordNet synset; antonyms are WordNet antonyms of every sense, direct and indirect
+through an adjective's head (:func:`domains.text.constraints.antonyms`, the shared constraint set's notion); a
+pair that is both is an antonym pair only. Both words must be in the vocabulary.
 
 The result is cached in ``<cache>/counterfit/`` as safetensors (never pickle), in a file named by a hash of
 the wheel's sha256, the WordNet version and the hyper-parameters, and rebuilt when absent.
@@ -245,8 +245,9 @@ def save(space: WordSpace, path: Path, cfg: CounterFitConfig) -> None:
     from domains.text.wordnet import wordnet
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"words": "\n".join(space.words), "info": json.dumps(space.info), "config": json.dumps(dataclasses.asdict(cfg)),
-            "wheel_sha256": MINILM.sha256, "wordnet_version": str(wordnet().get_version())}
+    meta = {"words": "\n".join(space.words), "info": json.dumps(space.info),
+            "config": json.dumps(dataclasses.asdict(cfg)), "wheel_sha256": MINILM.sha256,
+            "wordnet_version": str(wordnet().get_version())}
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
     try:
