@@ -1,5 +1,6 @@
 """The text domain: datasets, models, the discrete attacks (word-sub, pwws, deepwordbug) and tracks,
 registered into bench."""
 
-from domains.text import datasets, defenses, models, wordnet, wordsub, pwws, deepwordbug, corruptions, tracks  # noqa: F401
+from domains.text import (datasets, defenses, models, wordnet, wordsub, pwws, deepwordbug, corruptions,  # noqa: F401
+                          tracks, samples)
 
