@@ -1,25 +1,37 @@
-"""Evidence samples: a few adversarial examples a reader can listen to, kept beside the result file.
+"""Evidence samples: a few adversarial examples a reader can listen to or read, kept beside the result file.
 
 ``xrobust eval ... --samples K`` writes ``<result stem>.samples/`` next to the result file::
 
     ctc-digits__erm.json
     ctc-digits__erm.samples/
         manifest.json        format xrobust-samples/1 (bench/schema/samples.schema.json)
-        <index>/clean.wav    the clean example, as the model saw it
-        <index>/adv.wav      the adversarial example the worst case kept for it
+        <index>/clean.wav    audio: the clean example, as the model saw it
+        <index>/adv.wav      audio: the adversarial example the worst case kept for it
 
 ``manifest.json`` records the result file it belongs to (name, track, model, defense, threat, checkpoint
-sha256, the result's timestamp) and per sample the dataset index, the attack that found it, the achieved
-SNR, the reference and the model's outputs on both files (ASR: transcripts; KWS: class names), and the
-sha256 of each file. The leaderboard copies valid folders into its site and renders an audio page per
-track; ``xrobust validate`` checks them (:func:`sample_problems`). At most :data:`MAX_SAMPLES` per result,
-because they are committed to git.
+sha256, the result's timestamp), its ``kind`` and per sample the dataset index and the attack that found
+it, then what the kind holds:
+
+* ``audio`` (speech; the default of manifests written before ``kind`` existed): the achieved SNR, the
+  reference and the model's outputs on both files (ASR: transcripts; KWS: class names), and the sha256
+  of each file;
+* ``text`` (text classification; no files, the folder holds only the manifest): the original and the
+  adversarial text, each changed word with its word index and character offsets in both texts, the
+  word budget, the true label, the predictions and true-class probabilities before and after, and the
+  sentence similarity when the attack measured it. Only discrete attacks' examples have a text form
+  (an embedding-space example has none): when the worst case kept none of them, the manifest has no
+  samples and a ``note`` that says so.
+
+The leaderboard copies valid folders into its site and renders an audio or a text-examples page per
+track; ``xrobust validate`` checks them (:func:`sample_problems`). At most :data:`MAX_SAMPLES` per
+result, because they are committed to git.
 
 Unlike ``--save-adv`` (:mod:`bench.adversarial`: every kept example, exact floats, for re-verification),
-samples are for listening: a handful, rounded to 16-bit PCM. Which few: the kept examples whose clean
+samples are for people: a handful, audio rounded to 16-bit PCM. Which few: the kept examples whose clean
 output was right first (the clearest demonstrations), then by position in the evaluated set.
-What a sample holds is domain code, registered in :data:`bench.registry.SAMPLE_WRITERS` (speech:
-:mod:`domains.speech.samples`); bench never imports a domain.
+What a sample holds is domain code, a :class:`SampleWriter` registered in
+:data:`bench.registry.SAMPLE_WRITERS` (speech: :mod:`domains.speech.samples`, text:
+:mod:`domains.text.samples`); bench never imports a domain.
 """
 
 from __future__ import annotations
@@ -28,11 +40,11 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -45,6 +57,48 @@ SUFFIX = ".samples"
 MAX_SAMPLES = 10
 #: bytes per audio file at most (a 16 kHz 16-bit clip of a minute is ~1.9 MB)
 MAX_FILE_BYTES = 4 << 20
+#: what a manifest without ``kind`` holds (written before text samples existed)
+DEFAULT_KIND = "audio"
+
+
+@dataclass
+class SampleJob:
+    """What a :class:`SampleWriter` is given: the chosen kept examples and the evaluated data around them.
+
+    ``inputs`` / ``y``: the chosen examples' inputs and labels (after the model's ``prepare``), in the
+    order of ``chosen``; ``index``: their global ids; ``folder``: where files go (``<index>/...``);
+    ``suite``: the evaluation's attack specs (e.g. to read an attack's budget).
+    """
+
+    model: Any
+    chosen: list
+    inputs: Any
+    y: Any
+    index: torch.Tensor
+    folder: Path
+    meta: dict[str, Any]
+    device: torch.device
+    suite: tuple = ()
+
+
+@dataclass(frozen=True)
+class SampleWriter:
+    """A domain's evidence samples, registered in :data:`bench.registry.SAMPLE_WRITERS` under the domain.
+
+    Attributes:
+        kind: what the manifest holds (``audio`` / ``text``: its schema section and the site page).
+        write: ``job -> (header, samples)``: the manifest's kind-specific top-level fields and one dict per
+            chosen example (bench adds index, position, attack and the errors; files a sample lists under
+            ``files`` get their sha256). Called with no chosen example too (the manifest then says why).
+        discrete: which kept examples it can show: discrete attacks' records (text) or continuous tensors.
+        check: ``manifest -> problems``: the domain's own model-free checks of a schema-valid manifest
+            (e.g. the recorded word changes are the tokenizer's), one line each.
+    """
+
+    kind: str
+    write: Callable[[SampleJob], tuple[dict[str, Any], list[dict[str, Any]]]]
+    discrete: bool = False
+    check: Callable[[dict[str, Any]], list[str]] | None = None
 
 
 def samples_dir(result: str | Path) -> Path:
@@ -61,6 +115,11 @@ def is_samples_dir(path: str | Path) -> bool:
     return Path(path).name.endswith(SUFFIX)
 
 
+def kind_of(manifest: dict[str, Any]) -> str:
+    """A manifest's kind (``audio`` when it predates the field)."""
+    return manifest.get("kind", DEFAULT_KIND)
+
+
 def check_samples(k: int, track) -> None:
     """Fail in one line, before any attack, on a sample count or track that cannot have samples."""
     from bench.registry import SAMPLE_WRITERS
@@ -74,17 +133,39 @@ def check_samples(k: int, track) -> None:
                         f"(domains with one: {', '.join(SAMPLE_WRITERS.names()) or 'none'})")
 
 
-def pick(report, k: int) -> list:
-    """Up to ``k`` kept continuous adversarial examples: clean-right ones first, then by position."""
-    kept = [ex for ex in (report.adversarial or {}).values() if not ex.discrete]
+def pick(report, k: int, discrete: bool = False) -> list:
+    """Up to ``k`` kept adversarial examples of one sort (continuous tensors, or with ``discrete`` the records
+    of discrete attacks): clean-right ones first, then by position."""
+    kept = [ex for ex in (report.adversarial or {}).values() if ex.discrete == discrete]
     clean = report.clean_errors
     return sorted(kept, key=lambda ex: (float(clean[ex.position]) > 0, ex.position))[:k]
+
+
+def continuous_batch(job: SampleJob) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """``(z, z_adv, ctx)`` of a job's continuous examples: the clean encoding and, over its leading corner
+    (each example's own shape), the kept adversarial tensor."""
+    from bench.data import to_device
+
+    z, ctx = job.model.encode(to_device(job.inputs, job.device))
+    z = z.detach()
+    ctx = replace(ctx, index=job.index).to(job.device)
+    z_adv = z.clone()
+    for i, ex in enumerate(job.chosen):
+        z_adv[i][tuple(slice(0, s) for s in ex.z.shape)] = ex.z.to(z.device, z.dtype)
+    return z, z_adv, ctx
 
 
 def _sha256(path: Path) -> str:
     from bench.checkpoint import sha256_file
 
     return sha256_file(path)
+
+
+def _none_note(report, writer: SampleWriter) -> str:
+    others = sorted({ex.attack for ex in (report.adversarial or {}).values()})
+    sort = "a discrete attack's (e.g. word substitution)" if writer.discrete else "a continuous attack's"
+    return (f"no {writer.kind} sample: the worst case kept {len(report.adversarial or {})} adversarial example(s), "
+            f"none of them {sort} (found by: {', '.join(others)}); they have no {writer.kind} form")
 
 
 @torch.no_grad()
@@ -97,25 +178,28 @@ def write_samples(report, result: str | Path, k: int, *, track, model, inputs: A
         report: the evaluation of the first ``report.n`` examples (``inputs``, ``y``: the evaluated data,
             after the model's ``prepare``).
         result: the result file just written (its ids and provenance are recorded).
-        model: the evaluated model; the domain writer runs it on both files of each sample.
+        model: the evaluated model; the domain writer runs it on both sides of each sample.
         meta: the dataset's metadata (e.g. class names, sample rate).
         index: the examples' global ids (``evaluate(index=...)``).
 
     The folder replaces an earlier one of the same result (it was that result's evidence) and is written
     under a temporary name, so it is either complete or absent. Returns None, and leaves no folder, when
-    the worst case kept no continuous example (nothing was broken).
+    the worst case kept no example at all (nothing was broken); when it kept some, but none of the sort the
+    domain's writer shows (text: only discrete attacks' examples have a text form), the manifest has no
+    samples and a ``note`` saying so.
     """
-    from bench.data import take, to_device
+    from bench.data import take
     from bench.registry import SAMPLE_WRITERS
     from bench.task import as_task_model
 
     check_samples(k, track)
     if report.adversarial is None:
         raise UserError("the report holds no adversarial examples: evaluate with keep_adv=True")
+    writer = SAMPLE_WRITERS.get(track.domain)
     result = Path(result)
     folder = samples_dir(result)
-    chosen = pick(report, k)
-    if not chosen:
+    chosen = pick(report, k, writer.discrete)
+    if not report.adversarial:
         if folder.is_dir():
             shutil.rmtree(folder)
         return None
@@ -123,39 +207,35 @@ def write_samples(report, result: str | Path, k: int, *, track, model, inputs: A
     tm = as_task_model(model)
     dev = torch.device(device) if device is not None else next((p.device for p in tm.parameters()),
                                                                  torch.device("cpu"))
-    pos = torch.tensor([ex.position for ex in chosen])
-    z, ctx = tm.encode(to_device(take(inputs, pos), dev))
-    z = z.detach()
-    if index is not None:
-        ctx = replace(ctx, index=index[pos])
-    ctx = ctx.to(dev)
-    z_adv = z.clone()
-    for i, ex in enumerate(chosen):
-        z_adv[i][tuple(slice(0, s) for s in ex.z.shape)] = ex.z.to(z.device, z.dtype)
+    pos = torch.tensor([ex.position for ex in chosen], dtype=torch.long)
+    gidx = index[pos] if index is not None else pos.clone()
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     try:
-        paths = []
         for ex in chosen:
             (tmp / str(ex.index)).mkdir()
-            paths.append((tmp / str(ex.index) / "clean.wav", tmp / str(ex.index) / "adv.wav"))
-        task, rate, described = SAMPLE_WRITERS.get(track.domain)(
-            tm, z, z_adv, ctx, take(y, pos), paths, meta=meta or {})
+        job = SampleJob(tm, chosen, take(inputs, pos), take(y, pos), gidx, tmp, dict(meta or {}), dev,
+                        tuple(report.suite))
+        header, described = writer.write(job)
         samples = []
-        for ex, (pc, pa), d in zip(chosen, paths, described):
-            files = {"clean": pc.relative_to(tmp).as_posix(), "adv": pa.relative_to(tmp).as_posix()}
-            samples.append({"index": int(ex.index), "position": int(ex.position), "attack": ex.attack,
-                            "snr_db": d["snr_db"], "reference": d["reference"], "clean": d["clean"],
-                            "adversarial": d["adversarial"], "clean_errors": float(report.clean_errors[ex.position]),
-                            "adv_errors": float(ex.errors), "files": files,
-                            "sha256": {role: _sha256(tmp / rel) for role, rel in files.items()}})
+        for ex, d in zip(chosen, described):
+            s = {"index": int(ex.index), "position": int(ex.position), "attack": ex.attack, **d,
+                 "clean_errors": float(report.clean_errors[ex.position]), "adv_errors": float(ex.errors)}
+            if "files" in d:
+                s["sha256"] = {role: _sha256(tmp / rel) for role, rel in d["files"].items()}
+            samples.append(s)
         prov = doc.get("provenance") or {}
-        manifest = {"format": FORMAT, "result": result.name, "track": doc["track"], "domain": doc["domain"],
-                    "model": doc["model"], "defense": doc["defense"], "threat": doc["threat"]["id"],
-                    "checkpoint_sha256": prov.get("checkpoint_sha256"), "result_timestamp": prov.get("timestamp"),
-                    "task": task, "sample_rate": int(rate), "samples": samples}
+        manifest = {"format": FORMAT, "kind": writer.kind, "result": result.name, "track": doc["track"],
+                    "domain": doc["domain"], "model": doc["model"], "defense": doc["defense"],
+                    "threat": doc["threat"]["id"], "checkpoint_sha256": prov.get("checkpoint_sha256"),
+                    "result_timestamp": prov.get("timestamp"), **header, "samples": samples}
+        if not chosen:
+            manifest["note"] = _none_note(report, writer)
         errs = manifest_problems(manifest)
         if errs:  # a writer that breaks the format is a bug, never a folder on disk
             raise RuntimeError(f"sample writer for {track.domain}: {errs[0]}")
+        for d in tmp.iterdir():  # folders of samples without files (text) are not left empty
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         for f in tmp.rglob("*"):
             os.chmod(f, 0o755 if f.is_dir() else 0o644)
@@ -174,8 +254,54 @@ def schema() -> dict[str, Any]:
     return json.loads(resources.files("bench").joinpath("schema/samples.schema.json").read_text())
 
 
+def text_sample_problems(s: dict[str, Any]) -> list[str]:
+    """Model-free checks of one (schema-valid) text sample, one line each: the recorded changes, applied to
+    the original at their offsets, give exactly the adversarial text (so neither text nor change list can
+    be edited alone); they are ordered, do not overlap and each changes something; there are at most
+    ``budget`` of them (when recorded) and at most ``words``; the predictions agree with the recorded errors
+    (wrong exactly where errors > 0) and with the true-class probabilities (above 1/2: right)."""
+    out, where = [], f"sample {s['index']}"
+    orig, adv = s["original"], s["adversarial"]
+    built, at, shift = [], 0, 0
+    for c in s["changes"]:
+        start, old, new = c["start"], c["old"], c["new"]
+        if start < at:
+            out.append(f"{MANIFEST}: {where}: change of word {c['word']} overlaps or precedes the one before it")
+            return out
+        if old == new:
+            out.append(f"{MANIFEST}: {where}: change of word {c['word']} changes nothing ({old!r})")
+        if orig[start:start + len(old)] != old:
+            out.append(f"{MANIFEST}: {where}: the original has no {old!r} at character {start}")
+            return out
+        if c["adv_start"] != start + shift:
+            out.append(f"{MANIFEST}: {where}: change of word {c['word']} is at character {c['adv_start']} of the "
+                       f"adversarial text, the original's offsets put it at {start + shift}")
+        built += [orig[at:start], new]
+        at, shift = start + len(old), shift + len(new) - len(old)
+    built.append(orig[at:])
+    if "".join(built) != adv:
+        out.append(f"{MANIFEST}: {where}: the recorded changes do not turn the original into the adversarial "
+                   "text (one of them was edited)")
+    n = len(s["changes"])
+    if s.get("budget") is not None and n > s["budget"]:
+        out.append(f"{MANIFEST}: {where}: {n} words changed, more than the budget of {s['budget']}")
+    if n > s["words"]:
+        out.append(f"{MANIFEST}: {where}: {n} words changed of a text of {s['words']} words")
+    for side, err in (("clean", "clean_errors"), ("adversarial", "adv_errors")):
+        if err in s and (s[f"{side}_prediction"] != s["label"]) != (s[err] > 0):
+            out.append(f"{MANIFEST}: {where}: {side} prediction {s[f'{side}_prediction']!r} against label "
+                       f"{s['label']!r} disagrees with {err} = {s[err]}")
+        p = s[f"{side}_true_prob"]
+        if p > 0.5 and s[f"{side}_prediction"] != s["label"]:
+            out.append(f"{MANIFEST}: {where}: true-class probability {p:.3f} on the {side} text, yet it "
+                       f"predicts {s[f'{side}_prediction']!r}")
+    return out
+
+
 def manifest_problems(manifest: Any) -> list[str]:
-    """Schema problems of a manifest, one line each (``manifest.json: <where>: <message>``)."""
+    """Problems of a manifest, one line each (``manifest.json: <where>: <message>``): the schema first, then
+    what it cannot say (indexes appear once, files lie in their sample's folder, text samples'
+    :func:`text_sample_problems`), then the domain writer's own ``check``."""
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(schema())
@@ -190,10 +316,22 @@ def manifest_problems(manifest: Any) -> list[str]:
         if s["index"] in seen:
             out.append(f"{MANIFEST}: index {s['index']} appears twice")
         seen.add(s["index"])
-        for role, rel in s["files"].items():
+        for role, rel in s.get("files", {}).items():
             if rel.split("/")[0] != str(s["index"]):
                 out.append(f"{MANIFEST}: sample {s['index']}: {role} file {rel} is not in folder {s['index']}/")
-    return out
+        if kind_of(manifest) == "text":
+            out += text_sample_problems(s)
+    if out:
+        return out
+    from bench.registry import SAMPLE_WRITERS
+
+    if manifest["domain"] not in SAMPLE_WRITERS.names():
+        return [f"{MANIFEST}: domain {manifest['domain']!r} has no sample writer, so its samples cannot be checked"]
+    writer = SAMPLE_WRITERS.get(manifest["domain"])
+    if writer.kind != kind_of(manifest):
+        return [f"{MANIFEST}: kind is {kind_of(manifest)!r}, the {manifest['domain']} domain's samples are "
+                f"{writer.kind!r}"]
+    return list(writer.check(manifest)) if writer.check is not None else []
 
 
 def read_manifest(folder: str | Path) -> tuple[Any, list[str]]:
@@ -211,11 +349,11 @@ def read_manifest(folder: str | Path) -> tuple[Any, list[str]]:
 def sample_problems(folder: str | Path, doc: dict[str, Any] | None = None) -> list[str]:
     """Every problem of a samples folder (empty when valid), one line each.
 
-    The manifest follows the schema (at most :data:`MAX_SAMPLES` samples); it names the result file beside
-    the folder and, given that file's document ``doc``, the same track, model, defense, threat, checkpoint
-    and timestamp (samples of an earlier evaluation are stale); every listed file is a regular file (not a
-    link) of at most :data:`MAX_FILE_BYTES`, a RIFF/WAVE file, with the recorded sha256; and the folder
-    holds nothing else.
+    The manifest is valid (:func:`manifest_problems`: the schema, at most :data:`MAX_SAMPLES` samples, and
+    what can be re-checked without a model); it names the result file beside the folder and, given that
+    file's document ``doc``, the same track, model, defense, threat, checkpoint and timestamp (samples of
+    an earlier evaluation are stale); every listed file is a regular file (not a link) of at most
+    :data:`MAX_FILE_BYTES`, a RIFF/WAVE file, with the recorded sha256; and the folder holds nothing else.
     """
     folder = Path(folder)
     if not folder.is_dir() or folder.is_symlink():
@@ -237,8 +375,7 @@ def sample_problems(folder: str | Path, doc: dict[str, Any] | None = None) -> li
                            "(samples of another evaluation)")
     listed = {MANIFEST}
     for s in manifest["samples"]:
-        for role in ("clean", "adv"):
-            rel = s["files"][role]
+        for role, rel in s.get("files", {}).items():
             listed.add(rel)
             path = folder / rel
             if path.is_symlink() or not path.is_file():

@@ -18,7 +18,7 @@ import pandas as pd
 
 from bench.results import is_attack, result_files, problems
 from bench.samples import SUFFIX as SAMPLES_SUFFIX
-from bench.samples import sample_problems, samples_dir
+from bench.samples import kind_of, read_manifest, sample_problems, samples_dir
 from leaderboard.flags import explain
 
 #: what ASR (WER) results may report besides WER (NaN / None when a file does not): character error rate
@@ -31,6 +31,12 @@ ASR_COLUMNS = [
     "targeted_snr_db_mean",
 ]
 
+#: what discrete (text) attacks report of their own quality in ``metrics.attack_stats[<attack>]`` (their
+#: ``stats()``: pwws, deepwordbug, word-sub), in column order; flattened to ``quality:<attack>:<key>`` columns
+#: that exist only when some result reports them
+QUALITY_KEYS = ["attack_success_rate", "words_changed", "words_changed_median", "queries", "sentence_similarity",
+                "chars_changed"]
+
 #: columns every results frame has, in order (per-attack columns ``attack:<name>`` follow ``robust``)
 BASE_COLUMNS = [
     "domain", "track", "dataset", "threat", "norm", "eps", "metric", "higher_is_better", "rank",
@@ -40,7 +46,7 @@ TAIL_COLUMNS = [
     "headline", "clean_accuracy", "robust_accuracy", "clean_wer", "robust_wer",
     "paper", "paper_url", "venue",
     "n_headline", "clean_lo", "clean_hi", "robust_lo", "robust_hi", "robust_bits", "robust_word_errors", "tie_p",
-    *ASR_COLUMNS, "samples",
+    *ASR_COLUMNS, "samples", "samples_kind",
     "train_seconds", "eval_seconds", "train_epochs", "official", "flags", "flag_details", "eps_sweep", "sweep_metric",
     "attack_metric", "protocol", "protocol_reasons",
     "version", "commit", "seed", "checkpoint_sha256", "device", "torch_version", "timestamp", "config_hash", "path",
@@ -171,7 +177,40 @@ def row_of(doc: dict[str, Any], rel_path: str) -> dict[str, Any]:
         row[f"attack:{name}"] = float(v)
     row.update(_confidence(doc, row))
     row.update(asr_columns(m))
+    row.update(quality_columns(m))
     return row
+
+
+def quality_columns(m: dict[str, Any]) -> dict[str, float]:
+    """``quality:<attack>:<key>`` of every :data:`QUALITY_KEYS` number in ``metrics.attack_stats``."""
+    out = {}
+    for attack, stats in sorted(_dict(m.get("attack_stats")).items()):
+        for key in QUALITY_KEYS:
+            v = _num(_dict(stats).get(key))
+            if not math.isnan(v):
+                out[f"quality:{attack}:{key}"] = v
+    return out
+
+
+#: the keys that make a track's board show attack quality: stats of the discrete attacks built on
+#: domains.text.search (pwws, deepwordbug, ...). Files written before them report word-sub's three numbers only;
+#: their tables (committed, like the ASR ones) stay as they were until a result reports one of these
+QUALITY_TRIGGER = ("words_changed_median", "sentence_similarity", "chars_changed")
+
+
+def quality_columns_of(df: pd.DataFrame) -> list[str]:
+    """The attack-quality columns that hold a number for at least one row of ``df`` (by attack, then in
+    :data:`QUALITY_KEYS` order), or none when no row reports one of :data:`QUALITY_TRIGGER`."""
+    cols = [c for c in df.columns if c.startswith("quality:") and df[c].notna().any()]
+    if not any(quality_parts(c)[1] in QUALITY_TRIGGER for c in cols):
+        return []
+    return sorted(cols, key=lambda c: (quality_parts(c)[0], QUALITY_KEYS.index(quality_parts(c)[1])))
+
+
+def quality_parts(column: str) -> tuple[str, str]:
+    """``quality:<attack>:<key>`` -> ``(attack, key)``."""
+    attack, key = column.split(":", 1)[1].rsplit(":", 1)
+    return attack, key
 
 
 def _dict(v: Any) -> dict[str, Any]:
@@ -322,13 +361,14 @@ def _rows(root: Path, source: str) -> tuple[list[dict[str, Any]], list[str], int
             continue
         row = row_of(doc, shown)
         row["source"] = source
-        row["samples"] = None
+        row["samples"] = row["samples_kind"] = None
         folder = samples_dir(f)
         if folder.is_dir():  # listenable evidence beside the result (bench.samples): shown only when valid
             where = shown[: -len(".json")] + SAMPLES_SUFFIX
             errs = sample_problems(folder, doc)
             bad.extend(f"{where}: {e}" for e in errs)
             row["samples"] = None if errs else where
+            row["samples_kind"] = None if errs else kind_of(read_manifest(folder)[0])
         if source == "user":
             row["defense"] += USER_MARK
         rows.append(row)
@@ -351,7 +391,8 @@ def collect(root: str | Path, user: str | Path | None = None) -> Collection:
         return Collection(pd.DataFrame(columns=BASE_COLUMNS + TAIL_COLUMNS), tuple(bad), n)
     df["rank"], df["tie_p"] = _rank(df)
     attacks = sorted(c for c in df.columns if c.startswith("attack:"))
-    df = df[BASE_COLUMNS + attacks + TAIL_COLUMNS]
+    quality = sorted(c for c in df.columns if c.startswith("quality:"))
+    df = df[BASE_COLUMNS + attacks + TAIL_COLUMNS + quality]
     # within a shared rank, the headline order the paired tests ran in
     order = df["robust"].where(df["higher_is_better"], -df["robust"]).fillna(-math.inf)
     df = df.assign(_order=-order).sort_values(["domain", "track", "rank", "_order", "model", "defense"],

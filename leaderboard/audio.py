@@ -1,4 +1,5 @@
-"""Audio pages: the evidence samples beside result files (:mod:`bench.samples`), listenable on the site.
+"""Audio pages: the evidence samples beside result files (:mod:`bench.samples`), listenable on the site
+(text samples are copied here too and shown by :mod:`leaderboard.examples`).
 
 :func:`copy_samples` copies each valid samples folder's manifest and audio files (only the files its
 manifest lists; the folder was checked by :func:`leaderboard.aggregate.collect`) to
@@ -60,7 +61,7 @@ def copy_samples(sub: pd.DataFrame, results: str | Path, site: Path) -> list[Lis
         dest.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(dest / MANIFEST, (src / MANIFEST).read_bytes())
         for s in manifest["samples"]:
-            for f in s["files"].values():
+            for f in s.get("files", {}).values():  # text samples have none
                 (dest / f).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src / f, dest / f)
         out.append(Listening(r, manifest, rel))

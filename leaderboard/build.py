@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.checkpoint import atomic_write_bytes
+from bench.samples import kind_of
 from leaderboard import plots
 from leaderboard.aggregate import Collection, collect, tracks, training_costs
 from leaderboard.audio import audio_html, audio_page, copy_samples
 from leaderboard.certified import certified_html, certified_markdown, certified_plots, collect_certified
 from leaderboard.corruption import collect_corruptions, corruption_html, corruption_markdown, corruption_mean_ranks
+from leaderboard.examples import examples_html, examples_page
 from leaderboard.markdown import leaderboard_markdown
 from leaderboard.site import index_html, track_html, track_page
 
@@ -51,7 +53,8 @@ def build(results: str | Path = "results", out: str | Path | None = None,
     Files of earlier builds that this build does not produce (pages, plots and audio samples
     of tracks that are gone) are removed, so the site is a function of results/.
     Valid evidence samples beside result files (:mod:`bench.samples`) are copied under ``samples/``
-    and listed on one audio page per track (:mod:`leaderboard.audio`), linked from the track's page.
+    and listed on one audio page (:mod:`leaderboard.audio`) or text examples page (:mod:`leaderboard.examples`)
+    per track, linked from the track's page.
     """
     col = collect(results, user)
     df = col.frame
@@ -59,6 +62,7 @@ def build(results: str | Path = "results", out: str | Path | None = None,
     site = Path(out) if out is not None else default_site(home)
     site.mkdir(parents=True, exist_ok=True)
     for stale in list(site.glob("track-*.html")) + list(site.glob("audio-*.html")) + \
+            list(site.glob("examples-*.html")) + \
             list((site / "plots").glob("*.png")):
         stale.unlink()
     if (site / "samples").is_dir():
@@ -89,11 +93,16 @@ def build(results: str | Path = "results", out: str | Path | None = None,
             p = plots.eps_curve(df, track, site / "plots" / name)
             if p is not None:
                 images.append(p)
-            heard = copy_samples(df[df["track"] == track], results, site)
+            copied = copy_samples(df[df["track"] == track], results, site)
+            heard = [c for c in copied if kind_of(c.manifest) == "audio"]
+            read = [c for c in copied if kind_of(c.manifest) == "text"]
             if heard:
                 pages.append(_write(site / audio_page(track), audio_html(track, heard, track_page(track))))
+            if read:
+                pages.append(_write(site / examples_page(track), examples_html(track, read, track_page(track))))
             pages.append(_write(site / track_page(track), track_html(df, track, f"plots/{name}" if p else None,
-                                                                     audio_page(track) if heard else None)))
+                                                                     audio_page(track) if heard else None,
+                                                                     examples_page(track) if read else None)))
     certified_pngs = certified_plots(sdf, site / "plots")
     images.extend(certified_pngs.values())
     extra = corruption_html(cdf) + "\n" + certified_html(sdf, {d: f"plots/{p.name}" for d, p in certified_pngs.items()})

@@ -13,7 +13,7 @@ import re
 
 import pandas as pd
 
-from leaderboard.aggregate import attack_columns, cross_domain, tracks
+from leaderboard.aggregate import attack_columns, cross_domain, quality_columns_of, quality_parts, tracks
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|#!~])")
 
@@ -145,29 +145,72 @@ def asr_board(sub: pd.DataFrame) -> bool:
     return any(k in sub and sub[k].notna().any() for k in keys)
 
 
+#: attack-quality columns (``metrics.attack_stats``): header after the attack's name, and how a value is shown
+QUALITY_HEADER = {"attack_success_rate": "success %", "words_changed": "words changed %",
+                  "words_changed_median": "words changed % median", "queries": "queries",
+                  "sentence_similarity": "similarity", "chars_changed": "chars changed"}
+
+
+def quality_value(key: str, v) -> str:
+    """One attack-quality number: rates and word fractions in %, queries and characters with one decimal, the
+    sentence similarity with three; '' when missing."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if key in ("attack_success_rate", "words_changed", "words_changed_median"):
+        return pct(v)
+    return f"{v:.3f}" if key == "sentence_similarity" else f"{v:.1f}"
+
+
+def quality_header(column: str) -> str:
+    attack, key = quality_parts(column)
+    return f"{attack} {QUALITY_HEADER[key]}"
+
+
+#: under tables with attack-quality columns
+QUALITY_NOTE = ("Attack quality, as the discrete attacks report it (their own statistics over the examples each "
+                "attacked): success %: share of the attacked examples it flipped; words changed %: mean (and median) "
+                "share of the words changed in successful adversarial texts; queries: model calls per attacked "
+                "example; similarity: mean sentence-embedding cosine of successful adversarial texts to their "
+                "originals; chars changed: mean character edits of successes. "
+                f"{DASH} where the result file does not report it.")
+
+
 def track_markdown(df: pd.DataFrame, track: str) -> str:
     sub = df[df["track"] == track]
     attacks = attack_columns(sub)
     wer = asr_board(sub)
+    quality = quality_columns_of(sub)
     unit = "WER %" if sub["metric"].iloc[0] == "wer" else "%"
     header = ["rank", "model", "defense", f"clean {unit}", f"robust {unit}", "robust 95% CI", "p vs leader"] \
         + (ASR_HEADER if wer else []) + [md(a.split(":", 1)[1]) + attack_unit(sub) for a in attacks] \
-        + ["train s", "flags"]
+        + [md(quality_header(c)) for c in quality] + ["train s", "flags"]
     rows = []
     for i, r in enumerate(sub.to_dict("records")):
         rows.append([str(r["rank"]), model_cell(r), md(r["defense"]), pct(r["clean"]), pct(r["robust"]),
                      row_ci(r, "robust"), row_p(r, first=i == 0)] + (asr_cells(r) if wer else [])
-                    + [pct(r[a]) for a in attacks] + [seconds(r["train_seconds"]),
+                    + [pct(r[a]) for a in attacks]
+                    + [or_dash(quality_value(quality_parts(c)[1], r.get(c))) for c in quality]
+                    + [seconds(r["train_seconds"]),
                                                       ", ".join([protocol_mark(r)] * bool(protocol_mark(r))
                                                                 + [md(f) for f in r["flags"].split(";") if f])])
     out = _table(header, rows) + "\n\n" + TIE_NOTE
     if wer:
         out += "\n\n" + ASR_NOTE
-    with_samples = [r for r in sub.to_dict("records") if isinstance(r.get("samples"), str)]
-    if with_samples:
-        out += ("\n\nListenable adversarial examples (clean and adversarial WAV, transcripts, SNR) on the site's "
-                "audio page of this track, from: " + ", ".join(md(r["samples"]) for r in with_samples) + ".")
+    if quality:
+        out += "\n\n" + QUALITY_NOTE
+    rows = [r for r in sub.to_dict("records") if isinstance(r.get("samples"), str)]
+    for kind, what in SAMPLES_NOTE.items():
+        with_samples = [r for r in rows if (r.get("samples_kind") or "audio") == kind]
+        if with_samples:
+            out += f"\n\n{what}, from: " + ", ".join(md(r["samples"]) for r in with_samples) + "."
     return out
+
+
+#: the sentence under a track table whose results have evidence samples (bench.samples), by the samples' kind
+SAMPLES_NOTE = {"audio": "Listenable adversarial examples (clean and adversarial WAV, transcripts, SNR) on the site's "
+                         "audio page of this track",
+                "text": "Adversarial texts (original and adversarial, the changed words highlighted, predictions "
+                        "before and after) on the site's examples page of this track"}
 
 
 def protocol_mark(r: dict) -> str:

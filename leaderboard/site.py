@@ -15,10 +15,11 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from leaderboard.aggregate import attack_columns, cross_domain, tracks
+from leaderboard.aggregate import attack_columns, cross_domain, quality_columns_of, quality_parts, tracks
 from leaderboard.flags import FLAG_EXPLANATIONS
-from leaderboard.markdown import (ASR_HEADER, ASR_NOTE, DASH, asr_board, attack_unit, ci_cell, cross_cell, db,
-                                  or_dash, pct, protocol_mark, rank_cell, row_ci, row_p, safe_url, seconds)
+from leaderboard.markdown import (ASR_HEADER, ASR_NOTE, DASH, QUALITY_NOTE, asr_board, attack_unit, ci_cell,
+                                  cross_cell, db, or_dash, pct, protocol_mark, quality_header, quality_value,
+                                  rank_cell, row_ci, row_p, safe_url, seconds)
 
 CSP = ("default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
        "base-uri 'none'; form-action 'none'")
@@ -171,11 +172,13 @@ def cross_domain_html(df: pd.DataFrame, corruption_ranks: dict[str, float] | Non
 def track_table_html(sub: pd.DataFrame) -> str:
     attacks = attack_columns(sub)
     wer = asr_board(sub)
+    quality = quality_columns_of(sub)
     unit = "WER %" if sub["metric"].iloc[0] == "wer" else "%"
     header = [("rank", ""), ("model", "t"), ("defense", "t"), (f"clean {unit}", ""), (f"robust {unit}", ""),
               ("clean 95% CI", ""), ("robust 95% CI", ""), ("p vs leader", "")] \
         + ([(e(h), "") for h in ASR_HEADER] if wer else []) \
         + [(e(a.split(":", 1)[1] + attack_unit(sub)), "") for a in attacks] \
+        + [(e(quality_header(c)), "") for c in quality] \
         + [("train s", ""), ("eval s", ""), ("flags", "t"), ("provenance", "t")]
     rows = []
     for i, r in enumerate(sub.to_dict("records")):
@@ -195,6 +198,8 @@ def track_table_html(sub: pd.DataFrame) -> str:
         cer = json.loads(r["per_attack_cer"]) if wer and isinstance(r.get("per_attack_cer"), str) else {}
         cells += [_td(pct(r[a]), sort=_num_attr(r[a]), title=_attack_ci(r[a], r["n"], sub) or _attack_cer(a, cer))
                   for a in attacks]
+        cells += [_td(or_dash(quality_value(quality_parts(c)[1], r.get(c))), sort=_num_attr(r.get(c)))
+                  for c in quality]
         cells += [_td(seconds(r["train_seconds"]), sort=_num_attr(r["train_seconds"])),
                   _td(seconds(r["eval_seconds"]), sort=_num_attr(r["eval_seconds"])),
                   _td(protocol_badge(r) + badges(r["flag_details"]), sort=r["flags"], cls="t", raw=True),
@@ -301,8 +306,10 @@ def index_html(df: pd.DataFrame, plots: dict[str, str], problems: tuple[str, ...
     return _page("xrobust leaderboard", "\n".join(body))
 
 
-def track_html(df: pd.DataFrame, track: str, plot: str | None, audio: str | None = None) -> str:
-    """A track's page; ``audio``: its audio page (:mod:`leaderboard.audio`), linked when there is one."""
+def track_html(df: pd.DataFrame, track: str, plot: str | None, audio: str | None = None,
+               examples: str | None = None) -> str:
+    """A track's page; ``audio`` / ``examples``: its audio page (:mod:`leaderboard.audio`) and its text examples
+    page (:mod:`leaderboard.examples`), linked when there is one."""
     sub = df[df["track"] == track]
     first = sub.iloc[0]
     body = ['<nav><a href="index.html">← leaderboard</a></nav>', f"<h1>{e(track)}</h1>",
@@ -311,11 +318,16 @@ def track_html(df: pd.DataFrame, track: str, plot: str | None, audio: str | None
     if audio:
         body.append(f'<p><a class="audio-link" href="{e(audio)}">Listen to adversarial examples</a> '
                     "(clean and adversarial audio, transcripts, SNR)</p>")
+    if examples:
+        body.append(f'<p><a class="examples-link" href="{e(examples)}">Read adversarial examples</a> '
+                    "(original and adversarial texts, the changed words highlighted, predictions before and after)</p>")
     body += ['<p class="note">Per-attack columns: accuracy (or WER, when marked) under that attack alone; robust = '
              "worst case per example over all of them. Provenance: package version, git commit, seed, checkpoint sha256, device, time.</p>",
              track_table_html(sub)]
     if asr_board(sub):
         body.append(f'<p class="note">{e(ASR_NOTE)} Hover a cell for its interval or details.</p>')
+    if quality_columns_of(sub):
+        body.append(f'<p class="note">{e(QUALITY_NOTE)}</p>')
     if plot:
         body.append(f'<div class="plots"><img src="{e(plot)}" alt="{e(track)}: robust accuracy vs eps"></div>')
     else:

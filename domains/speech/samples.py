@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from bench.registry import SAMPLE_WRITERS
+from bench.samples import SampleJob, SampleWriter, continuous_batch
 from domains.speech.synthdata import SAMPLE_RATE
 from domains.speech.text import greedy_decode, targets_to_texts
 
@@ -29,7 +30,6 @@ def _class_name(k: int, classes: list) -> str:
     return str(classes[k]) if 0 <= k < len(classes) else f"class {k}"
 
 
-@SAMPLE_WRITERS.register("speech")
 def write_speech_samples(model, z: torch.Tensor, z_adv: torch.Tensor, ctx, y: Any, paths: list[tuple[Path, Path]],
                          meta: dict[str, Any]) -> tuple[str, int, list[dict[str, Any]]]:
     """Write each example's clean and adversarial waveform to ``paths`` and describe it.
@@ -59,3 +59,20 @@ def write_speech_samples(model, z: torch.Tensor, z_adv: torch.Tensor, ctx, y: An
         described.append({"reference": refs[i], "clean": hyp_clean[i], "adversarial": hyp_adv[i],
                           "snr_db": snr_db(x, xa)})
     return task, rate, described
+
+
+def _speech_job(job: SampleJob) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """:class:`bench.samples.SampleWriter` entry: ``<index>/clean.wav`` and ``<index>/adv.wav`` per example."""
+    rate = int(job.meta.get("sample_rate") or SAMPLE_RATE)
+    task = "asr" if isinstance(job.y, dict) else "kws"
+    if not job.chosen:
+        return {"task": task, "sample_rate": rate}, []
+    z, z_adv, ctx = continuous_batch(job)
+    paths = [(job.folder / str(ex.index) / "clean.wav", job.folder / str(ex.index) / "adv.wav") for ex in job.chosen]
+    task, rate, described = write_speech_samples(job.model, z, z_adv, ctx, job.y, paths, job.meta)
+    files = [{"clean": pc.relative_to(job.folder).as_posix(), "adv": pa.relative_to(job.folder).as_posix()}
+             for pc, pa in paths]
+    return {"task": task, "sample_rate": int(rate)}, [{**d, "files": f} for d, f in zip(described, files)]
+
+
+SAMPLE_WRITERS.register("speech", SampleWriter("audio", _speech_job))

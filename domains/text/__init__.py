@@ -1,5 +1,5 @@
-"""The text domain: datasets, models, the discrete attacks (word-sub, pwws, deepwordbug, textfooler) and
-tracks, registered into bench."""
+"""The text domain: datasets, models, the discrete attacks (word-sub, pwws, deepwordbug, textfooler),
+evidence samples and tracks, registered into bench."""
 
 from domains.text import (datasets, defenses, models, wordnet, wordsub, pwws, deepwordbug,  # noqa: F401
-                          textfooler, corruptions, tracks)
+                          textfooler, corruptions, tracks, samples)

@@ -42,6 +42,8 @@ class TextAttackBase:
         self.changed_fracs: list[float] = []
         self.similarities: list[float] = []
         self.char_edits: list[int] = []
+        #: (original, adversarial) -> their sentence similarity, for the records of kept examples (describe)
+        self.pair_similarity: dict[tuple[str, str], float] = {}
 
     # ------------------------------------------------------------------ victim
     def probs(self, model, texts: Sequence[str]) -> torch.Tensor:
@@ -93,6 +95,7 @@ class TextAttackBase:
         if self.measure_similarity:
             e = self.similarity([original, adversarial]).float()
             self.similarities.append(float(e[0] @ e[1]))
+            self.pair_similarity[(original, adversarial)] = self.similarities[-1]
 
     # ------------------------------------------------------------------ bench.evaluate
     def attack_text(self, model, text: str, y: int) -> tuple[str, bool]:
@@ -116,8 +119,18 @@ class TextAttackBase:
 
     # ------------------------------------------------------------------ saved examples (bench.adversarial)
     def describe(self, x_clean, x_adv) -> list[dict]:
-        """JSON records of adversarial texts: original, adversarial, words changed (of how many)."""
-        return C.describe_pairs(x_clean["text"], x_adv["text"])
+        """JSON records of adversarial texts: original, adversarial, words changed (of how many), and the
+        sentence similarity of the two when the attack measured it."""
+        out = C.describe_pairs(x_clean["text"], x_adv["text"])
+        for rec in out:
+            sim = self.pair_similarity.get((rec["original"], rec["adversarial"]))
+            if sim is not None:
+                rec["sentence_similarity"] = sim
+        return out
+
+    def word_budget(self, text: str) -> int:
+        """Words this attack may change in ``text``: ``ceil(max_frac x words)``, at least 1."""
+        return C.word_budget(len(C.words(text)), self.max_frac)
 
     def restore(self, model, records: Sequence[dict]):
         """The model's inputs for saved records: the adversarial texts, tokenized again."""

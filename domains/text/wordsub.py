@@ -193,6 +193,10 @@ class WordSubstitution:
                 "queries": self.total_queries / n,
                 "attack_success_rate": self.n_success / n}
 
+    def word_budget(self, text: str) -> int:
+        """Words this attack may change in ``text``: ``int(max_frac x words)`` (its own word split)."""
+        return int(self.max_frac * len(WORD.findall(text)))
+
     def candidates(self, word: str) -> list[str]:
         cands = [c for c in self.synonyms(word) if c != word.lower() and c not in stop_words()]
         if self._pos is not None:
