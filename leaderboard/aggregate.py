@@ -192,18 +192,10 @@ def quality_columns(m: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-#: the keys that make a track's board show attack quality: stats of the discrete attacks built on
-#: domains.text.search (pwws, deepwordbug, ...). Files written before them report word-sub's three numbers only;
-#: their tables (committed, like the ASR ones) stay as they were until a result reports one of these
-QUALITY_TRIGGER = ("words_changed_median", "sentence_similarity", "chars_changed")
-
-
 def quality_columns_of(df: pd.DataFrame) -> list[str]:
     """The attack-quality columns that hold a number for at least one row of ``df`` (by attack, then in
-    :data:`QUALITY_KEYS` order), or none when no row reports one of :data:`QUALITY_TRIGGER`."""
+    :data:`QUALITY_KEYS` order)."""
     cols = [c for c in df.columns if c.startswith("quality:") and df[c].notna().any()]
-    if not any(quality_parts(c)[1] in QUALITY_TRIGGER for c in cols):
-        return []
     return sorted(cols, key=lambda c: (quality_parts(c)[0], QUALITY_KEYS.index(quality_parts(c)[1])))
 
 

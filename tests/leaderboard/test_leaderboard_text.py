@@ -76,17 +76,27 @@ def test_attack_quality_columns_when_results_report_them(tmp_path):
     assert "quality:pwws:sentence_similarity" in csv and "quality:word-sub:queries" in csv
 
 
-@pytest.mark.parametrize("committed", [False, True])
-def test_no_attack_quality_columns_without_them(tmp_path, committed):
-    """No stats, or only word-sub's three numbers as the committed files report them (written before the
-    discrete attacks of domains.text.search): the table is as it was, so the committed ones need no rewrite."""
+def test_no_attack_quality_columns_without_them(tmp_path):
     root = tmp_path / "results"
-    place(root, text_doc("erm", json.loads(ERM.read_text())["metrics"]["attack_stats"] if committed else None))
+    place(root, text_doc("erm", None))
     df = collect(root).frame
     text = track_markdown(df, TRACK)
     assert "success %" not in text and "Attack quality" not in text
-    assert bool([c for c in df.columns if c.startswith("quality:")]) == committed  # the CSV keeps the numbers
+    assert not [c for c in df.columns if c.startswith("quality:")]
     assert "success %" not in track_table_html(df)
+
+
+def test_committed_word_sub_stats_are_shown(tmp_path):
+    """The committed text files report word-sub's success rate, words changed and queries: the board shows them."""
+    root = tmp_path / "results"
+    stats = json.loads(ERM.read_text())["metrics"]["attack_stats"]["word-sub"]
+    place(root, text_doc("erm", {"word-sub": stats}))
+    text = track_markdown(collect(root).frame, TRACK)
+    header, row = _header_row(text, "erm")
+    cols = {h: i for i, h in enumerate(header)}
+    assert row[cols["word-sub success %"]] == f"{100 * stats['attack_success_rate']:.1f}"
+    assert row[cols["word-sub queries"]] == f"{stats['queries']:.1f}"
+    assert "word-sub similarity" not in cols
 
 
 def write_text_samples_by_hand(result: Path, pairs: list[tuple[str, str]], attack: str = "pwws") -> Path:
