@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from bench.attacks.base import model_errors
-from bench.data import ArrayData, take, to_device
+from bench.data import ArrayData, to_device
 from bench.errors import UserError
 from bench.evaluate import _detail_units, _details, _units, achieved_summary
 from bench.registry import TARGET_RULES

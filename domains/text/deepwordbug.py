@@ -118,12 +118,10 @@ class DeepWordBug(TextAttackBase):
         return out
 
     def attack_text(self, model, text: str, y: int) -> tuple[str, bool]:
-        cur = C.pieces(text)
-        word_at = [i for i, p in enumerate(cur) if C.is_word(p)]
-        budget = C.word_budget(len(word_at), self.max_frac)
-        p = self.probs(model, [text])[0]
-        if int(p.argmax()) != y:
+        start = self.begin(model, text, y)
+        if start is None:
             return text, True
+        cur, word_at, budget, p = start
         p_y = float(p[y])
         movable = [i for i in word_at if len(cur[i]) >= 2 and not C.is_protected(cur[i])]
         if not movable:

@@ -100,12 +100,10 @@ class PWWS(TextAttackBase):
         return None if new.lower() in wordnet_synonyms(old) else "not one of its WordNet synonyms"
 
     def attack_text(self, model, text: str, y: int) -> tuple[str, bool]:
-        cur = C.pieces(text)
-        word_at = [i for i, p in enumerate(cur) if C.is_word(p)]
-        budget = C.word_budget(len(word_at), self.max_frac)
-        p = self.probs(model, [text])[0]
-        if int(p.argmax()) != y:
+        start = self.begin(model, text, y)
+        if start is None:
             return text, True
+        cur, word_at, budget, p = start
         p_y = float(p[y])
         movable = [(i, self.candidates(cur[i])) for i in word_at]
         movable = [(i, cands) for i, cands in movable if cands]

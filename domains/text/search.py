@@ -46,6 +46,16 @@ class TextAttackBase:
         self.pair_similarity: dict[tuple[str, str], float] = {}
 
     # ------------------------------------------------------------------ victim
+    def begin(self, model, text: str, y: int):
+        """The start every search shares: ``(pieces, word positions, budget, class probabilities)`` of the clean text, or
+        None when the model already gets it wrong (then there is nothing to attack; one query spent)."""
+        cur = C.pieces(text)
+        word_at = [i for i, p in enumerate(cur) if C.is_word(p)]
+        p = self.probs(model, [text])[0]
+        if int(p.argmax()) != y:
+            return None
+        return cur, word_at, C.word_budget(len(word_at), self.max_frac), p
+
     def probs(self, model, texts: Sequence[str]) -> torch.Tensor:
         """Class probabilities of ``texts``; every text counts as one query."""
         self.total_queries += len(texts)

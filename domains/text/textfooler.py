@@ -171,14 +171,12 @@ class TextFooler(TextAttackBase):
         return score + torch.where(changed, pd.gather(1, yhat[:, None])[:, 0] - p[yhat], torch.zeros_like(score))
 
     def attack_text(self, model, text: str, y: int) -> tuple[str, bool]:
-        cur = C.pieces(text)
-        word_at = [i for i, p in enumerate(cur) if C.is_word(p)]
-        budget = C.word_budget(len(word_at), self.max_frac)
-        check_window = len(word_at) >= self.window
-        p = self.probs(model, [text])[0]
-        if int(p.argmax()) != y:
+        start = self.begin(model, text, y)
+        if start is None:
             return text, True
+        cur, word_at, budget, p = start
         p_y = float(p[y])
+        check_window = len(word_at) >= self.window
         movable = [(i, cands) for i, cands in ((i, self.candidates(cur[i])) for i in word_at) if cands]
         if not movable:
             return text, False

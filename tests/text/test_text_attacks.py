@@ -14,9 +14,8 @@ from torch import nn
 
 from bench.errors import DataMissingError, UserError
 from bench.registry import ATTACKS, DATASETS
-from bench.task import Context, TaskModel
 from domains.text import constraints as C
-from domains.text.datasets import TextList
+from text_victims import BowVictim  # tests/text/text_victims.py (pytest puts tests/text on sys.path)
 
 torch.set_num_threads(1)
 #: negation words as a reader would list them (independent of domains.text.constraints)
@@ -122,31 +121,6 @@ def test_wordnet_debs_are_pinned_with_their_debian_version():
 
 
 # ------------------------------------------------------------------ a real victim
-class BowVictim(TaskModel):
-    """Logistic regression on word presence (the constraint set's words, lower-cased)."""
-
-    def __init__(self, vocab):
-        super().__init__(nn.Linear(len(vocab), 2))
-        self.vocab = {w: i for i, w in enumerate(vocab)}
-
-    def tokenize(self, texts):
-        x = torch.zeros(len(texts), len(self.vocab))
-        for r, t in enumerate(texts):
-            for w in C.words(t):
-                j = self.vocab.get(w.lower())
-                if j is not None:
-                    x[r, j] = 1.0
-        return {"bow": x, "text": TextList(texts)}
-
-    def encode(self, inputs):
-        return inputs["bow"].float(), Context()
-
-    def forward(self, z, ctx=None):
-        return self.net(z)
-
-    @torch.no_grad()
-    def classify_texts(self, texts):
-        return self.net(self.tokenize(texts)["bow"])
 
 
 @pytest.fixture(scope="module")

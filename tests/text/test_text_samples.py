@@ -18,42 +18,15 @@ from bench.evaluate import evaluate
 from bench.registry import ATTACKS, DATASETS
 from bench.samples import manifest_problems, sample_problems, write_samples
 from bench.suites import AttackSpec
-from bench.task import Context, TaskModel
 from bench.threat import ThreatModel
 from bench.tracks import get_track
 from domains.text import constraints as C
-from domains.text.datasets import TextList
 from domains.text.pwws import PWWS
+from text_victims import BowVictim  # tests/text/text_victims.py (pytest puts tests/text on sys.path)
 
 torch.set_num_threads(1)
 NAMES = ["rotten", "fresh"]
 
-
-class BowVictim(TaskModel):
-    """Logistic regression on word presence (the constraint set's words, lower-cased)."""
-
-    def __init__(self, vocab):
-        super().__init__(nn.Linear(len(vocab), 2))
-        self.vocab = {w: i for i, w in enumerate(vocab)}
-
-    def tokenize(self, texts):
-        x = torch.zeros(len(texts), len(self.vocab))
-        for r, t in enumerate(texts):
-            for w in C.words(t):
-                j = self.vocab.get(w.lower())
-                if j is not None:
-                    x[r, j] = 1.0
-        return {"bow": x, "text": TextList(texts)}
-
-    def encode(self, inputs):
-        return inputs["bow"].float(), Context()
-
-    def forward(self, z, ctx=None):
-        return self.net(z)
-
-    @torch.no_grad()
-    def classify_texts(self, texts):
-        return self.net(self.tokenize(texts)["bow"])
 
 
 def letters(texts):
