@@ -34,6 +34,8 @@ class TargetedAPGD(APGD):
     """
 
     name = "apgd-targeted"
+    #: ``y`` holds the targets, not the true labels (callers that probe attacks generically need to know)
+    targets_in_y = True
 
     def _errors(self, model, out, y) -> torch.Tensor:
         # APGD keeps the point with the *largest* error: the negated errors against the target
