@@ -41,7 +41,7 @@ def training_costs(track: Track, recipes: list[str], *, batches: int = 8, rounds
             cfg = TrainConfig(epochs=rec.replay if rec.replay > 1 else 1, batch_size=bs, lr=track.train.lr,
                               optimizer=track.train.optimizer, seed=seed, device=device)
             t0 = time.perf_counter()
-            train(model, part if r else part.subset(torch.arange(min(len(part), bs))), rec, track.threat, cfg,
+            train(model, part if r else part.subset(torch.arange(min(len(part), bs))), rec, track.training_threat, cfg,
                   progress=False)
             if r:
                 times[name].append(time.perf_counter() - t0)

@@ -80,7 +80,7 @@ def train_track(track: Track, recipe: str, *, epochs: float | None = None, seed:
     if resume and state_path.exists():
         log(f"[{track.id}] resuming {rec.name} from {state_path}")
     t0 = time.perf_counter()
-    history = train(model, data, rec, track.threat, cfg, progress=progress,
+    history = train(model, data, rec, track.training_threat, cfg, progress=progress,
                     on_epoch=lambda s: log(f"  [{track.id} {rec.name}] epoch {s['epoch']}: loss {s['loss']:.4f} "
                                            f"train-acc {s['train_accuracy']:.3f} ({s['seconds']:.1f}s)"))
     seconds = time.perf_counter() - t0
@@ -90,7 +90,7 @@ def train_track(track: Track, recipe: str, *, epochs: float | None = None, seed:
     config = {
         "model": track.model, "track": track.id, "domain": track.domain, "dataset": track.dataset,
         "recipe": rec.name, "recipe_params": {**rec.params, **params}, "seed": seed, "train_config": cfg.to_dict(),
-        "threat": track.threat.to_dict(), "history": history, "train_seconds": seconds,
+        "threat": track.training_threat.to_dict(), "history": history, "train_seconds": seconds,
         "device": str(pick_device(device)), "n_train": len(data),
     }
     if rank == 0:  # only rank 0 writes checkpoints and results

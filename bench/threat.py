@@ -11,7 +11,14 @@ The radius can be absolute (``linf-8_255``), relative to each example's own
 signal (``snr-30db``: ‖δ‖₂ ≤ ‖x‖₂·10^(−30/20), the convention of the speech
 literature, e.g. Carlini & Wagner 2018; ``linf-30db``: ‖δ‖∞ ≤ max|x|·10^(−30/20)),
 or relative to a reference scale the model provides (``emb-l2-0.05``:
-per-token ‖δ_t‖₂ ≤ 0.05 × the model's mean token-embedding norm).
+per-token ‖δ_t‖₂ ≤ 0.05 × the model's mean token-embedding norm). Embedding
+threats can also be absolute, so the radius is one number for every model of a
+track: per token (``emb-tok-l2-0.5``: ‖δ_t‖₂ ≤ 0.5) or over the whole sequence
+(``emb-seq-l2-1``: ‖δ‖₂ ≤ 1 over all tokens, FreeLB's convention, Zhu et al. 2020).
+
+A discrete threat (``words-0.25``, space ``words``, norm ``l0``) is a budget of
+word substitutions: at most ceil(0.25 × words) words of a text change. It has
+no geometry; only discrete attacks run under it.
 """
 
 from __future__ import annotations
@@ -26,8 +33,8 @@ import torch
 from bench.errors import UserError
 from bench.task import Context
 
-NORMS = ("linf", "l2")
-SPACES = ("input", "embedding")
+NORMS = ("linf", "l2", "l0")
+SPACES = ("input", "embedding", "words")
 SCALES = ("absolute", "snr-db", "relative")
 PERS = ("example", "token")
 
@@ -57,6 +64,9 @@ _ID_PATTERNS = [
     (re.compile(r"^snr-([0-9.]+)db$"), "snr"),
     (re.compile(r"^linf-([0-9.]+)db$"), "peak"),
     (re.compile(r"^emb-(linf|l2)-([0-9.]+)$"), "embedding"),
+    (re.compile(r"^emb-tok-(linf|l2)-([0-9.]+)$"), "embedding-token"),
+    (re.compile(r"^emb-seq-(linf|l2)-([0-9.]+)$"), "embedding-sequence"),
+    (re.compile(r"^words-([0-9.]+)$"), "words"),
 ]
 
 
@@ -97,6 +107,11 @@ class ThreatModel:
             raise UserError(f"unknown scale {self.scale!r}: expected one of {', '.join(SCALES)}")
         if self.per not in PERS:
             raise UserError(f"unknown per {self.per!r}: expected one of {', '.join(PERS)}")
+        if (self.space == "words") != (self.norm == "l0"):
+            raise UserError("a words threat is an l0 budget (and l0 only counts words): "
+                            f"got norm {self.norm!r} in space {self.space!r}")
+        if self.space == "words" and not self.eps <= 1:
+            raise UserError(f"a words threat's eps is the fraction of words that may change, in [0, 1]: got {self.eps}")
         if self.bounds is not None:
             lo, hi = self.bounds
             if not lo < hi:
@@ -108,7 +123,11 @@ class ThreatModel:
     @property
     def id(self) -> str:
         e = format_eps(self.eps)
+        if self.space == "words":
+            return f"words-{e}"
         if self.space == "embedding":
+            if self.scale == "absolute":
+                return f"emb-{'tok' if self.per == 'token' else 'seq'}-{self.norm}-{e}"
             return f"emb-{self.norm}-{e}"
         if self.scale == "snr-db":
             return f"snr-{e}db" if self.norm == "l2" else f"linf-{e}db"
@@ -116,7 +135,9 @@ class ThreatModel:
 
     @classmethod
     def from_id(cls, threat_id: str, bounds: tuple[float, float] | None = (0.0, 1.0)) -> "ThreatModel":
-        """Parse an id such as ``linf-8_255``, ``l2-0.5``, ``snr-30db``, ``emb-l2-0.05``."""
+        """Parse an id such as ``linf-8_255``, ``l2-0.5``, ``snr-30db``, ``emb-l2-0.05`` (relative, per token),
+        ``emb-tok-l2-0.5`` (absolute, per token), ``emb-seq-l2-1`` (absolute, whole sequence: FreeLB's convention)
+        or ``words-0.25`` (discrete: at most ceil(0.25 x words) words substituted)."""
         for pattern, kind in _ID_PATTERNS:
             m = pattern.match(threat_id)
             if not m:
@@ -127,9 +148,25 @@ class ThreatModel:
                 return cls("l2", float(m.group(1)), scale="snr-db", bounds=bounds)
             if kind == "peak":
                 return cls("linf", float(m.group(1)), scale="snr-db", bounds=bounds)
+            if kind == "words":
+                return cls("l0", float(m.group(1)), space="words", scale="relative", bounds=None)
+            if kind in ("embedding-token", "embedding-sequence"):
+                return cls(m.group(1), float(m.group(2)), space="embedding", scale="absolute",
+                           per="token" if kind == "embedding-token" else "example", bounds=None)
             return cls(m.group(1), float(m.group(2)), space="embedding", scale="relative",
                        per="token", bounds=None)
-        raise UserError(f"malformed threat id {threat_id!r}: expected e.g. linf-8_255, l2-0.5, snr-30db, emb-l2-0.05")
+        raise UserError(f"malformed threat id {threat_id!r}: expected e.g. linf-8_255, l2-0.5, snr-30db, emb-l2-0.05, "
+                        "emb-seq-l2-1, words-0.25")
+
+    @property
+    def discrete(self) -> bool:
+        """A budget of discrete edits (``words-*``): only discrete attacks run under it; no geometry."""
+        return self.space == "words"
+
+    def _continuous(self) -> None:
+        if self.space == "words":
+            raise UserError(f"threat {self.id} is a discrete word budget: it has no geometry, so only discrete "
+                            "attacks (pwws, textfooler, deepwordbug) run under it")
 
     def with_eps(self, eps: float) -> "ThreatModel":
         return ThreatModel(self.norm, eps, self.space, self.scale, self.per, self.bounds)
@@ -168,6 +205,7 @@ class ThreatModel:
 
     def radius(self, z: torch.Tensor, ctx: Context | None = None) -> torch.Tensor:
         """The ball radius for each example (shape ``(B,)``) or token (``(B, L)``)."""
+        self._continuous()
         shape = z.shape[:2] if self.per == "token" else z.shape[:1]
         if self.scale == "absolute":
             return torch.full(shape, self.eps, dtype=z.dtype, device=z.device)
@@ -280,6 +318,7 @@ class ThreatModel:
 
     def steepest(self, grad: torch.Tensor, ctx: Context | None = None) -> torch.Tensor:
         """Unit steepest-ascent direction for this norm: sign (Linf) or normalized gradient (L2)."""
+        self._continuous()
         g = grad
         m = self.mask(grad, ctx)
         if m is not None:

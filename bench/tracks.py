@@ -147,6 +147,23 @@ class Track:
     #: registered rule (``TARGET_RULES``) that draws each example's target
     targeted: AttackSpec | None = None
     target_rule: str | None = None
+    #: the threat the recipes train against when it is not ``threat``: a discrete track (``words-*``) has no
+    #: geometry to train in, so its models are adversarially trained in embedding space
+    train_threat: ThreatModel | None = None
+
+    def __post_init__(self) -> None:
+        if self.threat.discrete:
+            if self.train_threat is None or self.train_threat.discrete:
+                raise ValueError(f"track {self.id}: a discrete threat needs a continuous train_threat")
+            for spec in resolve_suite(self.suite):
+                if float(dict(spec.params).get("max_frac", -1)) != self.threat.eps:
+                    raise ValueError(f"track {self.id}: attack {spec.name} must declare max_frac = "
+                                     f"{self.threat.eps} (the threat {self.threat.id})")
+
+    @property
+    def training_threat(self) -> ThreatModel:
+        """The threat adversarial recipes train against (``train_threat``, else the headline threat)."""
+        return self.train_threat or self.threat
 
     @property
     def kind(self) -> str:
@@ -221,6 +238,7 @@ class Track:
             "n_eval": self.n_eval, "metric": self.metric, "headline": list(self.headline_keys),
             "eps_sweep": list(self.eps_sweep), "sweep_n": self.sweep_n, "quick": self.quick, "cascade": self.cascade,
             **({"targeted": self.targeted.to_dict(), "target_rule": self.target_rule} if self.targeted else {}),
+            **({"train_threat": self.train_threat.to_dict()} if self.train_threat is not None else {}),
         }
 
 

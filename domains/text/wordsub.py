@@ -97,23 +97,25 @@ def minilm_synonyms(k: int = 20, min_cos: float = 0.5) -> EmbeddingSynonyms:
 
 
 class SentenceEncoder:
-    """all-MiniLM-L6-v2 sentence embeddings (mean pooling, unit norm), frozen."""
+    """all-MiniLM-L6-v2 sentence embeddings (mean pooling, unit norm), frozen; on the GPU when there is one
+    (embeddings are returned on the CPU)."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: str | None = None) -> None:
         from transformers import AutoModel, AutoTokenizer
 
         from domains.text.models import minilm_dir
 
         folder = str(minilm_dir())
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        self.net = AutoModel.from_pretrained(folder, local_files_only=True).eval()
+        self.net = AutoModel.from_pretrained(folder, local_files_only=True).eval().to(self.device)
 
     @torch.no_grad()
     def __call__(self, texts: Sequence[str]) -> torch.Tensor:
-        enc = self.tok(list(texts), padding=True, truncation=True, max_length=128, return_tensors="pt")
-        h = self.net(**enc).last_hidden_state
+        enc = self.tok(list(texts), padding=True, truncation=True, max_length=128, return_tensors="pt").to(self.device)
+        h = self.net(**enc).last_hidden_state.float()
         m = enc["attention_mask"].unsqueeze(-1).float()
-        return torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp_min(1), dim=1)
+        return torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp_min(1), dim=1).cpu()
 
 
 @functools.lru_cache(maxsize=1)
