@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import torch
 
 from bench.data import ArrayData
+from bench.errors import UserError
 from bench.registry import DATASETS, TRACKS
 from bench.suites import AttackSpec, resolve_suite
 from bench.threat import ThreatModel
@@ -154,10 +155,10 @@ class Track:
     def __post_init__(self) -> None:
         if self.threat.discrete:
             if self.train_threat is None or self.train_threat.discrete:
-                raise ValueError(f"track {self.id}: a discrete threat needs a continuous train_threat")
+                raise UserError(f"track {self.id}: a discrete threat needs a continuous train_threat")
             for spec in resolve_suite(self.suite):
                 if float(dict(spec.params).get("max_frac", -1)) != self.threat.eps:
-                    raise ValueError(f"track {self.id}: attack {spec.name} must declare max_frac = "
+                    raise UserError(f"track {self.id}: attack {spec.name} must declare max_frac = "
                                      f"{self.threat.eps} (the threat {self.threat.id})")
 
     @property

@@ -100,3 +100,48 @@ def test_random_init_inside_and_reproducible():
     assert t.contains(a, z, ctx).all()
     one = t.random_init(z[2:3], Context(index=torch.tensor([2])), seed=3)
     assert torch.allclose(one, a[2:3])
+
+
+# ---------------------------------------------------------------- absolute embedding balls, discrete words
+@pytest.mark.parametrize("tid,norm,per,scale,space", [
+    ("emb-tok-l2-0.5", "l2", "token", "absolute", "embedding"),
+    ("emb-seq-l2-0.5", "l2", "example", "absolute", "embedding"),
+    ("emb-seq-linf-0.01", "linf", "example", "absolute", "embedding"),
+    ("words-0.25", "l0", "example", "relative", "words"),
+])
+def test_absolute_embedding_and_words_ids_round_trip(tid, norm, per, scale, space):
+    t = ThreatModel.from_id(tid)
+    assert (t.norm, t.per, t.scale, t.space, t.bounds) == (norm, per, scale, space, None)
+    assert t.id == tid and ThreatModel.from_dict(t.to_dict()) == t
+    assert t.discrete == (space == "words")
+
+
+def test_absolute_embedding_radius_does_not_depend_on_the_model_scale():
+    """The same radius whatever embedding scale a model reports (a defense cannot move its own budget)."""
+    t = ThreatModel.from_id("emb-seq-l2-0.5")
+    z = torch.randn(2, 5, 8)
+    m = torch.ones(2, 5, 1)
+    m[:, 0] = 0  # [CLS] never moves
+    for scale in (0.1, 10.0):
+        ctx = Context(mask=m, eps_scale=scale)
+        assert torch.allclose(t.radius(z, ctx), torch.full((2,), 0.5))
+        z_adv = t.project(z + 3 * torch.randn_like(z), z, ctx)
+        d = z_adv - z
+        assert torch.allclose(d.flatten(1).norm(dim=1), torch.full((2,), 0.5), atol=1e-5)  # whole-sequence ball
+        assert d[:, 0].abs().max() == 0 and bool(t.contains(z_adv, z, ctx).all())
+    tok = ThreatModel.from_id("emb-tok-l2-0.5")
+    z_adv = tok.project(z + 3 * torch.randn_like(z), z, Context(mask=m, eps_scale=10.0))
+    assert torch.allclose((z_adv - z)[:, 1:].norm(dim=-1), torch.full((2, 4), 0.5), atol=1e-5)  # per token
+
+
+def test_words_threat_has_no_geometry_and_checks_its_budget():
+    t = ThreatModel.from_id("words-0.25")
+    z = torch.zeros(1, 3)
+    for call in (lambda: t.radius(z), lambda: t.project(z, z), lambda: t.random_init(z), lambda: t.steepest(z),
+                 lambda: t.contains(z, z)):
+        with pytest.raises(UserError, match="discrete word budget: it has no geometry"):
+            call()
+    with pytest.raises(UserError, match="fraction of words"):
+        ThreatModel("l0", 1.5, space="words", scale="relative", bounds=None)
+    with pytest.raises(UserError, match="l0 budget"):
+        ThreatModel("l2", 0.25, space="words", scale="relative", bounds=None)
