@@ -69,7 +69,7 @@ TEXT_DEFAULT = register_track(Track(
 register_track(Track(
     id="text-rt-minilm-emb-seq-l2-0.5", domain="text", dataset="rotten-tomatoes", model="minilm-l6",
     threat=EMB_SEQ, suite=STANDARD, cascade=True, n_eval=500, recipes=MINILM_RECIPES,
-    model_kwargs={"max_len": 64}, train=MINILM_TRAIN, eps_sweep=(0.1, 0.25, 0.5, 1.0), sweep_n=200,
+    model_kwargs={"max_len": 64}, train=MINILM_TRAIN, eps_sweep=(0.25, 0.5, 1.0), sweep_n=100,
     eval_batch_size=250,
     description="Rotten Tomatoes, all-MiniLM-L6-v2 fine-tuned (the default text track's checkpoints), "
                 "AutoAttack's standard version on the word embeddings in one L2 ball of radius 0.5 over the whole "
