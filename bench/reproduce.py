@@ -138,6 +138,13 @@ def reproduce(tracks, *, results: str | Path = USER_RESULTS, seed: int = 0, devi
     if Path(results).resolve() == (Path(__file__).resolve().parents[1] / PUBLISHED_RESULTS).resolve():
         raise UserError("refusing to write a reproduction over the published results: pick another --results")
     jobs = jobs_for(tracks, zoo)
+    from bench.zoo import unpublished_weights
+
+    ids = {t.id for t in tracks}
+    for name, w in unpublished_weights(zoo):
+        if name.split("/")[0] in ids:
+            log(f"not re-evaluated: {name} (weights not in the repository: {w.get('why', 'too large for git')}; "
+                f"sha256 {str(w.get('sha256', '?'))[:12]}...; re-make with `{w.get('remake', 'xrobust train')}`)")
     if not jobs:
         raise UserError("no published checkpoints for these tracks under zoo/")
     workers = max(1, min(workers or (os.cpu_count() or 1), len(jobs)))

@@ -70,6 +70,7 @@ CHECKS: dict[str, tuple[float, str]] = {
     "randomized-forward": (0.0, "share of examples whose outputs differ between two identical forwards"),
     "eps0-differs-from-clean": (0.0, "share of examples whose error at eps=0 differs from clean"),
     "single-step-gap": (0.3, "FGSM accuracy minus PGD accuracy (catastrophic overfitting)"),
+    "one-class": (0.98, "share of clean outcomes that predicting one class for every input explains"),
 }
 
 EPS = 1e-9
@@ -89,6 +90,22 @@ class Flag:
 
 
 # ---------------------------------------------------------------- from numbers
+def one_class(clean_errors, y) -> Flag:
+    """A classifier that ignores its input and predicts one class ``c`` is right exactly on the examples of
+    ``c``: the value is, over classes, the largest share of examples whose clean outcome matches that
+    (right where ``y == c``, wrong elsewhere). For two classes 1.0 means every prediction was ``c``; its
+    robust accuracy is then ``c``'s share, which no attack can lower and which says nothing of robustness
+    (a collapsed adversarial training). ``None`` when ``y`` are not class labels (e.g. transcripts)."""
+    if not isinstance(y, torch.Tensor) or y.dim() != 1 or y.dtype.is_floating_point or not len(y):
+        return Flag("one-class", None)
+    right = torch.as_tensor(clean_errors).reshape(-1).cpu() == 0
+    y = y.reshape(-1).cpu()
+    if len(right) != len(y):
+        return Flag("one-class", None)
+    best = max(float(((right & (y == c)) | (~right & (y != c))).float().mean()) for c in y.unique().tolist())
+    return Flag("one-class", best)
+
+
 def robust_above_clean(clean: float, robust: Iterable[float]) -> Flag:
     robust = list(robust)
     return Flag("robust-above-clean", max(robust) - clean if robust else None)
@@ -279,6 +296,7 @@ def _compute_flags(tm, x, y, threat, report, *, eps_sweep, device, index, seed, 
         randomized_forward(tm, x, y, **kw),
         eps0_differs(tm, x, y, threat, first, **kw) if first is not None else Flag("eps0-differs-from-clean", None),
         single_step_gap(report),
+        one_class(report.clean_errors, y),
     ]
     return {f.name: f.to_dict() for f in flags}
 

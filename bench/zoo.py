@@ -85,6 +85,13 @@ def checked_path(name: str, root: str | Path | None = None, results: str | Path 
     track_id, defense = name.split("/")
     track = get_track(track_id)
     path = zoo_path(track.id, track.model, defense, root)
+    record = path.with_suffix(".json")
+    if not path.exists() and record.exists():  # published as a training record: weights too large for git
+        weights = _weights_record(record)
+        if weights is not None:
+            raise UserError(f"checkpoint {name!r} is not in the repository ({weights.get('why', 'too large for git')}); "
+                            f"re-make it with: {weights.get('remake', 'xrobust train')} (the published one has "
+                            f"sha256 {str(weights.get('sha256', '?'))[:12]}...; {weights.get('made_on', '')})")
     if not path.exists():
         have = [n for n in published(root) if n.startswith(track.id + "/")]
         raise UserError(f"no published checkpoint {name!r} (looked for {path}); published for this track: "
@@ -95,6 +102,28 @@ def checked_path(name: str, root: str | Path | None = None, results: str | Path 
         if got != want:
             raise UserError(f"{path}: sha256 {got[:12]}... differs from the published result's {want[:12]}...")
     return path
+
+
+def _weights_record(record: Path) -> dict | None:
+    try:
+        w = json.loads(record.read_text()).get("weights")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return w if isinstance(w, dict) and w.get("in_repository") is False else None
+
+
+def unpublished_weights(root: str | Path | None = None) -> list[tuple[str, dict]]:
+    """``(<track>/<defense>, weights record)`` of published results whose checkpoint is a training record only
+    (its ``weights`` say how to re-make it and its sha256), e.g. fine-tuned MiniLM, too large for git."""
+    base = Path(root or zoo_root())
+    out = []
+    for rec in sorted(base.glob("*/*.json")):
+        if rec.with_suffix(".safetensors").exists():
+            continue
+        w = _weights_record(rec)
+        if w is not None:
+            out.append((f"{rec.parent.name}/{rec.stem.partition('__')[2]}", w))
+    return out
 
 
 def load_model(name: str, device: str = "cpu", root: str | Path | None = None,

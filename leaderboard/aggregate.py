@@ -320,11 +320,23 @@ def chain_ranks(values: list[float], bits: list[Any], higher_is_better: bool = T
     return ranks, ps
 
 
+#: flags whose result is shown but never ranked ahead of a real model
+UNRANKED_FLAGS = ("one-class",)
+
+
+def unrankable(df: pd.DataFrame) -> pd.Series:
+    """Rows whose raised flags say their robust number measures no robustness (:data:`UNRANKED_FLAGS`)."""
+    if "flags" not in df or df.empty:
+        return pd.Series(False, index=df.index)
+    return df["flags"].fillna("").astype(str).str.split(";").apply(lambda fl: any(f in fl for f in UNRANKED_FLAGS))
+
+
 def _rank(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     """Rank within each track: best robust number first (highest accuracy, lowest WER); equal numbers,
     and numbers not significantly different from their group's leader (:func:`chain_ranks`), share a rank.
     Returns the ranks and the p-values against the leader each row was tested with."""
     key = df["robust"].where(df["higher_is_better"], -df["robust"]).fillna(-math.inf)
+    key = key.where(~unrankable(df), -math.inf)  # a one-class model's "robustness" is its class's share: last
     ranks = pd.Series(len(df), index=df.index, dtype=int)
     ps = pd.Series(math.nan, index=df.index, dtype=float)
     for _, sub in df.assign(_key=key).groupby("track"):
@@ -452,8 +464,10 @@ def cross_domain(df: pd.DataFrame) -> pd.DataFrame:
         cols[f"{track}:robust"] = best["robust"]
         cols[f"{track}:clean"] = best["clean"]
         cols[f"{track}:official"] = best.get("official", True)
+        cols[f"{track}:unranked"] = unrankable(best)
         if "robust_lo" in best:
             cols[f"{track}:robust_lo"], cols[f"{track}:robust_hi"] = best["robust_lo"], best["robust_hi"]
+        best = best[~unrankable(best)]  # shown above, never ranked
         if len(best) < 2:
             continue
         r, _ = chain_ranks(list(best["robust"] if better else -best["robust"]), paired_outcomes(best))

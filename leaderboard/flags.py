@@ -30,6 +30,9 @@ FLAG_EXPLANATIONS: dict[str, str] = {
                                "evaluation pipeline is inconsistent.",
     "single-step-gap": "FGSM accuracy is far above PGD accuracy: single-step attacks no longer find "
                        "what multi-step ones find, the sign of catastrophic overfitting.",
+    "one-class": "The clean outcomes are those of a model that predicts one class for every input: its "
+                 "robust accuracy is that class's share of the examples, which no attack can lower, not "
+                 "robustness (e.g. an adversarial training that collapsed). Not ranked.",
 }
 
 GENERIC = "A sanity check raised this flag; see the result file for its value."

@@ -58,10 +58,15 @@ def model_cell(r: dict) -> str:
 UNOFFICIAL_MARK = " †"
 
 
-def cross_cell(robust: float, clean: float, official: object = True) -> str:
+#: a cross-domain cell whose model predicts one class for every input (flag ``one-class``): shown, not ranked
+UNRANKED_MARK = " ‡"
+
+
+def cross_cell(robust: float, clean: float, official: object = True, unranked: object = False) -> str:
     if robust is None or (isinstance(robust, float) and math.isnan(robust)):
         return "–"
-    return f"{pct(robust)} ({pct(clean)})" + (UNOFFICIAL_MARK if official in (False,) else "")
+    return f"{pct(robust)} ({pct(clean)})" + (UNOFFICIAL_MARK if official in (False,) else "") \
+        + (UNRANKED_MARK if unranked is True or unranked == 1 else "")
 
 
 def rank_cell(mean_rank: float) -> str:
@@ -91,7 +96,8 @@ def cross_domain_markdown(df: pd.DataFrame, corruption_ranks: dict[str, float] |
         + ["mean rank", "domains"] + (["corruption mean rank"] if corruption_ranks else [])
     rows = []
     for r in cd.to_dict("records"):
-        rows.append([md(r["defense"])] + [cross_cell(r[f"{t}:robust"], r[f"{t}:clean"], r[f"{t}:official"])
+        rows.append([md(r["defense"])] + [cross_cell(r[f"{t}:robust"], r[f"{t}:clean"], r[f"{t}:official"],
+                                                     r.get(f"{t}:unranked", False))
                                           for _, t, _ in trs]
                     + [rank_cell(r["mean_rank"]), str(r["domains"])]
                     + ([rank_cell(corruption_ranks.get(r["defense"], math.nan))] if corruption_ranks else []))
@@ -99,6 +105,9 @@ def cross_domain_markdown(df: pd.DataFrame, corruption_ranks: dict[str, float] |
     if any(r[f"{t}:official"] in (False,) for r in cd.to_dict("records") for _, t, _ in trs):
         table += ("\n\n† evaluated with another attack suite than the track's official one (badge "
                   "`unofficial-suite`): a stronger attack may lower the number.")
+    if any(r.get(f"{t}:unranked", False) is True for r in cd.to_dict("records") for _, t, _ in trs):
+        table += ("\n\n‡ the model predicts one class for every input (flag `one-class`): its robust accuracy is that "
+                  "class's share, not robustness; shown, not ranked.")
     return table
 
 

@@ -159,7 +159,7 @@ def cross_domain_html(df: pd.DataFrame, corruption_ranks: dict[str, float] | Non
         for _, t, _m in trs:
             rob, cl = r[f"{t}:robust"], r[f"{t}:clean"]
             ci = ci_cell(r.get(f"{t}:robust_lo"), r.get(f"{t}:robust_hi"))
-            cells.append(_td(cross_cell(rob, cl, r[f"{t}:official"]), sort=_num_attr(rob),
+            cells.append(_td(cross_cell(rob, cl, r[f"{t}:official"], r.get(f"{t}:unranked", False)), sort=_num_attr(rob),
                              title=f"robust 95% CI {ci}" if ci else ""))
         cells += [_td(rank_cell(r["mean_rank"]), sort=_num_attr(r["mean_rank"])), _td(str(r["domains"]))]
         if corruption_ranks:

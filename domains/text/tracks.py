@@ -70,7 +70,7 @@ register_track(Track(
     id="text-rt-minilm-emb-seq-l2-0.5", domain="text", dataset="rotten-tomatoes", model="minilm-l6",
     threat=EMB_SEQ, suite=STANDARD, cascade=True, n_eval=500, recipes=MINILM_RECIPES,
     model_kwargs={"max_len": 64}, train=MINILM_TRAIN, eps_sweep=(0.25, 0.5, 1.0), sweep_n=100,
-    eval_batch_size=250,
+    eval_batch_size=250, checkpoints_from="text-rt-minilm-words-0.25",
     description="Rotten Tomatoes, all-MiniLM-L6-v2 fine-tuned (the default text track's checkpoints), "
                 "AutoAttack's standard version on the word embeddings in one L2 ball of radius 0.5 over the whole "
                 "sequence (absolute: the same radius for every model; FreeLB's convention).",
