@@ -535,7 +535,8 @@ def cmd_zoo(args) -> int:
     print(f"{'spec':48s} {'model':12s} {'defense':10s} {'clean':>6s} {'robust':>6s}  metric")
     for r in catalog(args.zoo, args.results):
         print(f"{r['spec']:48s} {r['model']:12s} {r['defense']:10s} {fmt(r['clean']):>6s} {fmt(r['robust']):>6s}  "
-              f"{r['metric'] or 'no published result'}")
+              f"{r['metric'] or 'no published result'}"
+              + ("" if r.get("weights", True) else "  (training record only: weights not in the repository)"))
     return 0
 
 

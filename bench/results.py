@@ -226,6 +226,12 @@ def problems(doc: Any, path: str | Path | None = None) -> list[str]:
         tid = ThreatModel.from_dict(doc["threat"]).id
         if tid != doc["threat"]["id"]:
             out.append(f"threat/id: {doc['threat']['id']!r} does not match its parameters (expected {tid!r})")
+        if doc["threat"].get("space") == "words":  # the declared word budget is the one every attack ran with
+            for spec in doc.get("suite") or []:
+                frac = (spec.get("params") or {}).get("max_frac")
+                if frac != doc["threat"]["eps"]:
+                    out.append(f"suite/{spec.get('name')}: max_frac {frac} is not the threat's word budget "
+                               f"{doc['threat']['eps']}")
     except UserError as exc:
         out.append(f"threat: {exc}")
     pe = doc.get("per_example") or {}

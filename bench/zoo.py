@@ -135,17 +135,20 @@ def load_model(name: str, device: str = "cpu", root: str | Path | None = None,
 
 def catalog(root: str | Path | None = None, results: str | Path | None = None) -> list[dict]:
     """One row per published checkpoint: ``spec`` (``zoo:<track>/<defense>``), track, model, defense, and the
-    published result's headline ``metric``, ``clean`` and ``robust`` numbers (``None`` without a result file)."""
+    published result's headline ``metric``, ``clean`` and ``robust`` numbers (``None`` without a result file);
+    ``weights`` is False for a training record whose weights are not in the repository (:func:`unpublished_weights`)."""
     from bench.results import result_path
     from bench.tracks import get_track
 
     base = Path(root or zoo_root())
     res = Path(results) if results is not None else base.parent / "results"
     rows = []
-    for p in sorted(base.glob("*/*.safetensors")):
+    records = [p.with_suffix(".safetensors") for p in base.glob("*/*.json")
+               if not p.with_suffix(".safetensors").exists() and _weights_record(p) is not None]
+    for p in sorted([*base.glob("*/*.safetensors"), *records]):
         model, _, defense = p.stem.partition("__")
         row = {"spec": f"zoo:{p.parent.name}/{defense}", "track": p.parent.name, "model": model,
-               "defense": defense, "metric": None, "clean": None, "robust": None}
+               "defense": defense, "metric": None, "clean": None, "robust": None, "weights": p.exists()}
         try:
             track = get_track(p.parent.name)
             doc = json.loads(result_path(res, {**track.result_ids(), "model": model, "defense": defense}).read_text())

@@ -84,7 +84,8 @@ def test_zoo_ls_lists_every_published_result(capsys):
             home = get_track(doc["track"]).checkpoints_from or doc["track"]
             assert any(ln.split()[0] == f"zoo:{home}/{recipe}" for ln in lines), f"{home}/{recipe} missing"
             continue
-        if doc.get("kind") == "corruption":  # its checkpoint is the attack track's published one
+        if doc.get("kind") == "corruption" or get_track(doc["track"]).checkpoints_from:
+            # its checkpoint is another track's published one (a corruption track's, or MiniLM's emb-seq track's)
             want = f"zoo:{get_track(doc['track']).checkpoints_from}/{doc['defense']}"
             row = next((ln for ln in lines if ln.split()[0] == want), None)
             assert row is not None and row.split()[1:3] == [doc["model"], doc["defense"]], f"{want} missing"

@@ -145,3 +145,15 @@ def test_words_threat_has_no_geometry_and_checks_its_budget():
         ThreatModel("l0", 1.5, space="words", scale="relative", bounds=None)
     with pytest.raises(UserError, match="l0 budget"):
         ThreatModel("l2", 0.25, space="words", scale="relative", bounds=None)
+
+
+def test_one_class_flag_fires_on_a_constant_classifier_only():
+    from bench.sanity import one_class
+
+    y = torch.tensor([0, 0, 1, 1, 1, 0, 1, 1])
+    constant = (y != 1).long()  # errors of "always 1"
+    assert one_class(constant, y).value == 1.0 and one_class(constant, y).raised
+    good = torch.tensor([0, 0, 0, 1, 0, 0, 0, 0])  # one mistake
+    f = one_class(good, y)
+    assert f.value < 0.7 and not f.raised
+    assert one_class(good, ["one two", "three"]).value is None  # transcripts: no classes
