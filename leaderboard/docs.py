@@ -40,12 +40,18 @@ def perf_markdown(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def device_note(df: pd.DataFrame, names: list[str]) -> str:
+    """The distinct devices the results ``<track>/<recipe>`` were made on."""
+    devs = sorted({str(d) for t_r in names for d in df[(df["track"] + "/" + df["defense"]) == t_r]["device"]})
+    return ", ".join(devs)
+
+
 def cost_markdown(df: pd.DataFrame) -> str:
     """Train + evaluation seconds of every quick track's default recipes, from the published files."""
     from bench.registry import TRACKS
 
     lines = ["| track | recipe | train s | eval s | total min |", "|---|---|---|---|---|"]
-    total, missing = 0.0, []
+    total, missing, gpu = 0.0, [], []
     for _, track in TRACKS.items():
         if not track.quick or track.kind != "attack":
             continue
@@ -56,10 +62,16 @@ def cost_markdown(df: pd.DataFrame) -> str:
                 missing.append(f"{track.id}/{recipe}")
                 continue
             tr, ev = float(row["train_seconds"].iloc[0]), float(row["eval_seconds"].iloc[0])
+            device = str(row["device"].iloc[0] or "") if "device" in row else ""
+            if device.startswith("cuda"):  # made on a GPU machine: not a CPU cost
+                gpu.append(f"{track.id}/{recipe}")
+                lines.append(f"| {track.id} | {recipe} | {tr:.0f} (GPU) | {ev:.0f} (GPU) | – |")
+                continue
             total += tr + ev
             lines.append(f"| {track.id} | {recipe} | {tr:.0f} | {ev:.0f} | {(tr + ev) / 60:.1f} |")
     lines += ["", f"Published ones: {total / 3600:.1f} h on one core in all"
-                  + (f"; not counted: {', '.join(missing)}." if missing else ".")]
+                  + (f"; not counted: {', '.join(missing)}" if missing else "")
+                  + (f"; made on a GPU ({device_note(df, gpu)}), not counted: {len(gpu)}" if gpu else "") + "."]
     return "\n".join(lines)
 
 
