@@ -119,8 +119,11 @@ def test_cost_region_sums_the_published_cost_fields():
 
     wanted = [(t.id, r) for _, t in TRACKS.items() if t.quick and t.kind == "attack" for r in t.recipes]
     have = {(t, d) for t, d in zip(df["track"], df["defense"])}
+    on_gpu = {(t, d) for t, d, dev in zip(df["track"], df["defense"], df["device"]) if str(dev).startswith("cuda")}
     total = sum(float(df[(df["track"] == t) & (df["defense"] == r)][c].iloc[0])
-                for t, r in wanted if (t, r) in have for c in ("train_seconds", "eval_seconds"))
+                for t, r in wanted if (t, r) in have and (t, r) not in on_gpu for c in ("train_seconds", "eval_seconds"))
+    for t, r in on_gpu & set(wanted):  # made on a GPU: shown, not summed as CPU time
+        assert f"| {t} | {r} | " in md and "(GPU)" in md.split(f"| {t} | {r} | ")[1].splitlines()[0]
     assert f"Published ones: {total / 3600:.1f} h" in md
     for t, r in wanted:
         if (t, r) not in have:
