@@ -116,13 +116,15 @@ def unpublished_weights(root: str | Path | None = None) -> list[tuple[str, dict]
     """``(<track>/<defense>, weights record)`` of published results whose checkpoint is a training record only
     (its ``weights`` say how to re-make it and its sha256), e.g. fine-tuned MiniLM, too large for git."""
     base = Path(root or zoo_root())
+    return [(name, _weights_record(base / name.split("/")[0] / f"{stem}.json")) for name, stem in _unpublished_stems(base)]
+
+
+def _unpublished_stems(base: Path) -> list[tuple[str, str]]:
+    """``(<track>/<defense>, file stem)`` of every training record under ``base`` without its weights."""
     out = []
     for rec in sorted(base.glob("*/*.json")):
-        if rec.with_suffix(".safetensors").exists():
-            continue
-        w = _weights_record(rec)
-        if w is not None:
-            out.append((f"{rec.parent.name}/{rec.stem.partition('__')[2]}", w))
+        if not rec.with_suffix(".safetensors").exists() and _weights_record(rec) is not None:
+            out.append((f"{rec.parent.name}/{rec.stem.partition('__')[2]}", rec.stem))
     return out
 
 
@@ -143,8 +145,8 @@ def catalog(root: str | Path | None = None, results: str | Path | None = None) -
     base = Path(root or zoo_root())
     res = Path(results) if results is not None else base.parent / "results"
     rows = []
-    records = [p.with_suffix(".safetensors") for p in base.glob("*/*.json")
-               if not p.with_suffix(".safetensors").exists() and _weights_record(p) is not None]
+    records = [base / f"{name.split('/')[0]}" / f"{rec}.safetensors"
+               for name, rec in _unpublished_stems(base)]
     for p in sorted([*base.glob("*/*.safetensors"), *records]):
         model, _, defense = p.stem.partition("__")
         row = {"spec": f"zoo:{p.parent.name}/{defense}", "track": p.parent.name, "model": model,
