@@ -327,6 +327,10 @@ def _args_eval(p):
     p.add_argument("--protocol", choices=("auto", "plain"), default="auto",
                    help="auto (default): BPDA / EOT when the checks or the transform call for it (docs/defenses.md); "
                         "plain: never switch (a naive evaluation, for comparison only)")
+    p.add_argument("--extend", default=None, metavar="RESULT.json",
+                   help="a result file of this checkpoint whose suite is a prefix of the track's: read its attacks' "
+                        "per-example outcomes and run only the new attacks on the examples it left robust "
+                        "(exact: outcomes are seeded per example); sweep and flags are computed afresh")
     _common(p)
 
 
@@ -353,7 +357,8 @@ def cmd_eval(args) -> int:
                       results=args.results, n=args.n, device=args.device, eps_sweep=not args.no_sweep,
                       progress=not args.quiet, out=args.out, flags=not args.no_flags, cascade=args.cascade,
                       compile=args.compile, batch_size=args.batch_size, save_adv=args.save_adv,
-                      transform=args.transform, protocol=args.protocol, samples=args.samples)
+                      transform=args.transform, protocol=args.protocol, samples=args.samples,
+                      extend=args.extend)
     doc = json.loads(Path(path).read_text())
     _log(_headline(doc))
     if doc.get("protocol"):

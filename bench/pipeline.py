@@ -302,7 +302,7 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
                out: str | Path | None = None, flags: bool = True, cascade: bool | None = None,
                compile: str | None = None, batch_size: int | None = None,
                save_adv: str | Path | None = None, transform: str | None = None,
-               protocol: str = "auto", samples: int = 0) -> Path:
+               protocol: str = "auto", samples: int = 0, extend: str | Path | None = None) -> Path:
     """Evaluate a checkpoint, or a model named by the resolver (``model_spec``, :mod:`bench.resolve`), on
     the track's fixed subset and write the result file atomically.
 
@@ -315,7 +315,10 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
     ``protocol``: ``auto`` switches the suite to BPDA / EOT when the pre-attack checks or the transform
     call for it (:func:`bench.defenses.choose_protocol`); ``plain`` never does (a naive evaluation, for
     comparison). ``samples``: write that many listenable adversarial examples beside the result file
-    (``<stem>.samples/``, :mod:`bench.samples`; at most 10).
+    (``<stem>.samples/``, :mod:`bench.samples`; at most 10). ``extend``: a result file of this checkpoint
+    whose suite is a prefix of this one: its attacks' per-example outcomes are read from it and only the
+    new attacks run, on the examples it left robust (:mod:`bench.extend`; exact, since outcomes are seeded
+    per example); the sweep and flags are computed afresh.
     """
     from bench.defenses import TransformedModel, apply_protocol, choose_protocol, parse_transform
     from bench.resolve import check_compatible, check_requirements, resolve
@@ -339,6 +342,9 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
         from bench.samples import check_samples
 
         check_samples(samples, track)
+    if extend is not None and (save_adv is not None or samples or transform):
+        raise UserError("--extend cannot be combined with --save-adv, --samples or --transform: the extended "
+                        "file's adversarial examples are not in it")
     tform = parse_transform(transform, track.domain) if transform else None  # bad specs fail before any work
     if protocol not in ("auto", "plain"):
         raise UserError(f"--protocol must be auto or plain, got {protocol!r}")
@@ -405,10 +411,20 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
         model.reseed()  # the evaluation's random draws do not depend on how many checks ran
     # a transformed or adaptive evaluation never resumes from another protocol's outcomes
     resume_key = f"{ckpt_sha}/{track.id}" + ("" if proto.name == "standard" else f"/{defense}/{proto.name}")
-    report = evaluate(model, data.inputs, data.y, track.threat, suite, batch_size=bs,
-                      cascade=track.cascade if cascade is None else cascade, seed=seed, device=dev, index=idx,
-                      progress=progress, resume_file=partial, resume_key=resume_key, flags=False,
-                      keep_adv=save_adv is not None or bool(samples))
+    prior = None
+    if extend is not None:
+        from bench.extend import extend_report, read_prior
+
+        if proto.name != "standard" or cascade is False:
+            raise UserError("--extend needs the standard protocol and the track's cascade")
+        prior = read_prior(extend, track=track, suite=suite, ckpt_sha=ckpt_sha, n=len(idx), seed=seed)
+        report, attacked = extend_report(prior, model, data.inputs, data.y, track.threat, suite, batch_size=bs,
+                                         seed=seed, device=dev, index=idx, progress=progress)
+    else:
+        report = evaluate(model, data.inputs, data.y, track.threat, suite, batch_size=bs,
+                          cascade=track.cascade if cascade is None else cascade, seed=seed, device=dev, index=idx,
+                          progress=progress, resume_file=partial, resume_key=resume_key, flags=False,
+                          keep_adv=save_adv is not None or bool(samples))
     if model_spec is not None and partial.parent.is_dir() and not any(partial.parent.iterdir()):
         partial.parent.rmdir()  # the finished evaluation removed its partial file
     targeted = None
@@ -434,6 +450,17 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
                           ckpt_config=ckpt_config, checkpoint_sha256=ckpt_sha,
                           eval_seconds=seconds, device=dev, eps_sweep=sweep, flags=flag_doc, extra_metrics=extra,
                           git=git, targeted=targeted)
+    if prior is not None:
+        made = prior.get("provenance") or {}
+        done = [a["name"] for a in prior["suite"]]
+        new_names = [s.name for s in report.suite[len(done):]]
+        doc["notes"] = list(prior.get("notes") or []) + doc["notes"] + [
+            f"extended: the outcomes of {', '.join(done)} were read from the result made at commit "
+            f"{str(made.get('git_commit'))[:7]}{' (dirty tree)' if made.get('git_dirty') else ''}; "
+            f"{', '.join(new_names)} ran here on the {attacked} examples they left robust (bench.extend); "
+            "eval_seconds adds both runs"]
+        doc["cost"]["eval_seconds"] = float(doc["cost"]["eval_seconds"]) + float(
+            (prior.get("cost") or {}).get("eval_seconds") or 0.0)
     if isinstance(model, TransformedModel) or proto.name != "standard" or proto.forced:
         doc["protocol"] = proto.to_dict()
         if isinstance(model, TransformedModel):

@@ -20,8 +20,9 @@ robustness", §5 checklist):
     gradient attack of the suite missed; raised if > 0.01. Gradients that
     mislead the white-box attacks are the usual cause.
 ``more-steps-weaker`` / ``not-converged``
-    the suite's first multi-step gradient attack, with its own settings (e.g.
-    APGD-CE-100), against the same attack with 4x the steps, on up to
+    the suite's multi-step gradient attack with the most steps (the first of
+    equals), with its own settings (e.g. APGD-CE-100), against the same attack
+    with 4x the steps, on up to
     ``n_check`` examples. ``more-steps-weaker`` = robust accuracy with 4K steps
     minus with K (more steps must not help the model); ``not-converged`` = the
     reverse (the suite's attack had not converged: a stronger run finds more).
@@ -208,13 +209,19 @@ def eps0_differs(tm, x, y, threat: ThreatModel, attack, *, n: int, batch: int, d
 
 
 def _step_attack(suite) -> Any:
-    """The suite's first multi-step gradient attack (its spec), or None."""
+    """The suite's multi-step gradient attack with the most steps (the first of equals; its spec), or None.
+
+    The longest one is the suite's own answer to convergence (e.g. the KWS suite's APGD-CE-1000 after
+    AutoAttack's standard four): 4x *its* steps is the run that could still find more."""
+    best = None
     for spec in suite:
         attack = spec.build()
+        steps = int(dict(spec.params).get("steps", 1))
         if getattr(attack, "whitebox", True) and not getattr(attack, "discrete", False) \
-                and int(dict(spec.params).get("steps", 1)) > 1 and hasattr(attack, "steps"):
-            return spec
-    return None
+                and steps > 1 and hasattr(attack, "steps") \
+                and (best is None or steps > int(dict(best.params)["steps"])):
+            best = spec
+    return best
 
 
 @torch.no_grad()
