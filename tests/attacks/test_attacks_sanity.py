@@ -151,3 +151,16 @@ def test_evaluate_computes_flags_and_restores_the_mode(digits_model, digits_batc
     assert evaluate(digits_model, x[:8], y[:8], THREAT, [AttackSpec("apgd-ce", "apgd", {"steps": 2})],
                     flags=False).flags == {}
     assert Flag("zero-gradients", None).to_dict() == {"value": None, "raised": False}
+
+
+def test_step_checks_take_the_suites_longest_gradient_attack():
+    """A suite that ends with a long APGD (the KWS suite) is checked at 4x *that* attack's steps; among
+    attacks of equal length the first one counts, so AutoAttack's standard suite keeps APGD-CE."""
+    from bench.sanity import _step_attack
+    from bench.suites import STANDARD, AttackSpec
+
+    long = AttackSpec("apgd-ce-1000", "apgd", {"steps": 1000, "loss": "ce"})
+    assert _step_attack(STANDARD).name == "apgd-ce"
+    assert _step_attack((*STANDARD, long)).name == "apgd-ce-1000"
+    assert _step_attack((long, *STANDARD)).name == "apgd-ce-1000"
+    assert _step_attack((STANDARD[3],)) is None  # Square has no steps: nothing to check
