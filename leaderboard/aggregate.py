@@ -394,7 +394,8 @@ def collect(root: str | Path, user: str | Path | None = None) -> Collection:
     if df.empty:
         return Collection(pd.DataFrame(columns=BASE_COLUMNS + TAIL_COLUMNS), tuple(bad), n)
     df["rank"], df["tie_p"] = _rank(df)
-    attacks = sorted(c for c in df.columns if c.startswith("attack:"))
+    # the suites' order (a cascade's columns are cumulative, so their order is their meaning): first seen
+    attacks = list(dict.fromkeys(c for r in rows for c in r if c.startswith("attack:")))
     quality = sorted(c for c in df.columns if c.startswith("quality:"))
     df = df[BASE_COLUMNS + attacks + TAIL_COLUMNS + quality]
     # within a shared rank, the headline order the paired tests ran in
