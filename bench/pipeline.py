@@ -461,6 +461,8 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
             "eval_seconds adds both runs"]
         doc["cost"]["eval_seconds"] = float(doc["cost"]["eval_seconds"]) + float(
             (prior.get("cost") or {}).get("eval_seconds") or 0.0)
+        # part of the number was made by the prior run: its dirty tree stays on the file (badge dirty-tree)
+        doc["provenance"]["git_dirty"] = bool(doc["provenance"].get("git_dirty")) or bool(made.get("git_dirty"))
     if isinstance(model, TransformedModel) or proto.name != "standard" or proto.forced:
         doc["protocol"] = proto.to_dict()
         if isinstance(model, TransformedModel):

@@ -53,6 +53,19 @@ def test_extension_equals_the_longer_suite_from_scratch(runs):
     assert ext["cost"]["eval_seconds"] > prior["cost"]["eval_seconds"]
 
 
+def test_a_dirty_prior_leaves_the_extension_dirty(runs, tmp_path, monkeypatch):
+    import bench.pipeline
+
+    track, ckpt, d, prior, _, _ = runs
+    monkeypatch.setattr(bench.pipeline, "git_state", lambda: {"git_commit": "a" * 40, "git_dirty": False})
+    dirty = dict(prior, provenance=dict(prior["provenance"], git_dirty=True))
+    (tmp_path / "dirty.json").write_text(json.dumps(dirty))
+    out = eval_track(track, ckpt, suite=PREFIX + TAIL, n=60, eps_sweep=False, progress=False, flags=False,
+                     extend=tmp_path / "dirty.json", out=tmp_path / "ext.json")
+    doc = json.loads(out.read_text())
+    assert doc["provenance"]["git_dirty"] is True and "(dirty tree)" in doc["notes"][-1]
+
+
 def test_a_file_that_is_not_this_evaluations_start_is_refused(runs, tmp_path):
     track, ckpt, d, prior, _, _ = runs
     kw = dict(n=60, eps_sweep=False, progress=False, out=tmp_path / "x.json")
