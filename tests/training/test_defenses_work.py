@@ -107,7 +107,7 @@ def test_pgd_at_beats_erm_on_digits(digits_track, digits_data):
 KWS_SIZE = dict(n_train=480, n_test=192)
 #: same four attacks as the track, at a reduced budget
 KWS_CUTS = {"apgd-ce": {"steps": 20}, "apgd-t": {"steps": 20, "targets": 3},
-            "fab-t": {"steps": 10, "targets": 2}, "square": {"queries": 100}}
+            "fab-t": {"steps": 10, "targets": 2}, "square": {"queries": 100}, "apgd-ce-1000": {"steps": 40}}
 KWS_MARGIN = 0.05
 
 
