@@ -124,3 +124,20 @@ def extend_report(prior: dict, model, x, y, threat, suite, *, batch_size: int, s
     report = EvalReport(threat, tuple(specs), clean, per, worst, torch.ones(len(clean)), True, 0.0,
                         secs, notes, stats, details={"distance": distance})
     return report, int(len(sel))
+
+
+def mark_extended(doc: dict[str, Any], prior: dict[str, Any], attacked: int) -> None:
+    """What the extended result file owes to ``prior``, in place: the prior's notes and a note naming the
+    commit that made the read outcomes, both runs' ``eval_seconds``, and the prior's dirty tree (part of the
+    number was made by that run, so the ``dirty-tree`` badge stays)."""
+    made = prior.get("provenance") or {}
+    done = [a["name"] for a in prior["suite"]]
+    new = [s["name"] for s in doc["suite"][len(done):]]
+    doc["notes"] = list(prior.get("notes") or []) + doc["notes"] + [
+        f"extended: the outcomes of {', '.join(done)} were read from the result made at commit "
+        f"{str(made.get('git_commit'))[:7]}{' (dirty tree)' if made.get('git_dirty') else ''}; "
+        f"{', '.join(new)} ran here on the {attacked} examples they left robust (bench.extend); "
+        "eval_seconds adds both runs"]
+    doc["cost"]["eval_seconds"] = float(doc["cost"]["eval_seconds"]) + float(
+        (prior.get("cost") or {}).get("eval_seconds") or 0.0)
+    doc["provenance"]["git_dirty"] = bool(doc["provenance"].get("git_dirty")) or bool(made.get("git_dirty"))

@@ -413,7 +413,7 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
     resume_key = f"{ckpt_sha}/{track.id}" + ("" if proto.name == "standard" else f"/{defense}/{proto.name}")
     prior = None
     if extend is not None:
-        from bench.extend import extend_report, read_prior
+        from bench.extend import extend_report, mark_extended, read_prior
 
         if proto.name != "standard" or cascade is False:
             raise UserError("--extend needs the standard protocol and the track's cascade")
@@ -451,18 +451,7 @@ def eval_track(track: Track, checkpoint: str | Path | None = None, *, model_spec
                           eval_seconds=seconds, device=dev, eps_sweep=sweep, flags=flag_doc, extra_metrics=extra,
                           git=git, targeted=targeted)
     if prior is not None:
-        made = prior.get("provenance") or {}
-        done = [a["name"] for a in prior["suite"]]
-        new_names = [s.name for s in report.suite[len(done):]]
-        doc["notes"] = list(prior.get("notes") or []) + doc["notes"] + [
-            f"extended: the outcomes of {', '.join(done)} were read from the result made at commit "
-            f"{str(made.get('git_commit'))[:7]}{' (dirty tree)' if made.get('git_dirty') else ''}; "
-            f"{', '.join(new_names)} ran here on the {attacked} examples they left robust (bench.extend); "
-            "eval_seconds adds both runs"]
-        doc["cost"]["eval_seconds"] = float(doc["cost"]["eval_seconds"]) + float(
-            (prior.get("cost") or {}).get("eval_seconds") or 0.0)
-        # part of the number was made by the prior run: its dirty tree stays on the file (badge dirty-tree)
-        doc["provenance"]["git_dirty"] = bool(doc["provenance"].get("git_dirty")) or bool(made.get("git_dirty"))
+        mark_extended(doc, prior, attacked)
     if isinstance(model, TransformedModel) or proto.name != "standard" or proto.forced:
         doc["protocol"] = proto.to_dict()
         if isinstance(model, TransformedModel):
